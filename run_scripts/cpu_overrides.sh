@@ -1,0 +1,29 @@
+# Overrides that run the real verl trainer on CPU (sourced by the CPU scripts and the tests).
+# Each one answers a specific failure of stock verl 0.9.1 on a machine without a GPU; docs/design.md lists why.
+export VERL_PLATFORM=cpu                  # uec_recipe.cpu.platform: gloo, logical GPUs for Ray
+export HF_HUB_OFFLINE=1 WANDB_MODE=disabled RAY_USAGE_STATS_ENABLED=0 TOKENIZERS_PARALLELISM=false
+CPU_OVERRIDES=(
+  trainer.device=cpu trainer.n_gpus_per_node=1 trainer.nnodes=1
+  ray_kwargs.ray_init.num_cpus=16 +ray_kwargs.ray_init.num_gpus=1
+  transfer_queue.backend.SimpleStorage.num_data_storage_units=1
+  +actor_rollout_ref.model.override_config.attn_implementation=eager
+  actor_rollout_ref.model.use_remove_padding=False
+  actor_rollout_ref.actor.fsdp_config.model_dtype=fp32 actor_rollout_ref.ref.fsdp_config.model_dtype=fp32
+  actor_rollout_ref.rollout.name=hf actor_rollout_ref.rollout.tensor_model_parallel_size=1
+  actor_rollout_ref.rollout.agent.num_workers=1 reward.num_workers=1 data.dataloader_num_workers=0
+)
+
+# CPU demo values for the embedded digit-sum task (uec_recipe/demo/build.py). These are DEMO settings, sized so
+# that every UEC stage acts within a 20-step run on 2 cores; the paper's values are in uec_trainer.yaml.
+DEMO_OVERRIDES=(
+  data.train_batch_size=16 actor_rollout_ref.rollout.n=4         # N0 = 64 rows (paper: 512 x 5)
+  data.max_prompt_length=64 data.max_response_length=16
+  actor_rollout_ref.actor.ppo_mini_batch_size=16 actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=64
+  actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=64 actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=64
+  actor_rollout_ref.actor.optim.lr=1e-4                            # paper 1e-6 for a 7B model; 5e-4 collapses the demo policy
+  actor_rollout_ref.rollout.val_kwargs.n=1
+  uec.exploration.n=8                                             # G' (paper 20)
+  uec.replay.adv_threshold=0.5 uec.replay.frequency=2             # A0, f_replay (paper 1.0, 5)
+  reward.custom_reward_function.path="$ROOT/uec_recipe/reward.py" reward.custom_reward_function.name=compute_score
+  trainer.logger='["file"]' trainer.save_freq=-1 trainer.val_before_train=True
+)

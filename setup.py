@@ -1,0 +1,37 @@
+"""uec-rl: Unified Entropy Control for RL (arXiv 2604.14646) as a plugin recipe for stock verl 0.9.1."""
+
+from setuptools import find_packages, setup
+
+# verl 0.9.1 is the only version the CPU plugins and the trainer subclass are written against: they use verl
+# internals (the rollout registry, TokenOutput fields, the V1 trainer's step structure). transformers is pinned to
+# the range verl 0.9.1 itself declares. torch is deliberately absent: on CPU it is installed first as
+# torch==2.13.0 (a CPU wheel); on GPU clusters it comes with vLLM (the `gpu` extra).
+INSTALL_REQUIRES = [
+    "verl[verl-core,math]==0.9.1",
+    "transformers>=5.5.3,!=5.6.0,<5.11",
+    "tokenizers",
+    "pandas",
+    "pyarrow>=19.0.0",
+    "matplotlib",
+    "pillow",
+]
+
+EXTRAS = {
+    # What a GPU node needs on top: verl's own pins for vLLM and flash-attn (see verl 0.9.1 wheel metadata,
+    # extras `vllm` and `fsdp`). Never install this on a CPU-only machine: it pulls a CUDA torch.
+    "gpu": ["vllm==0.24.0", "flash-attn==2.8.3"],
+    "dev": ["pytest>=8", "ruff"],
+}
+
+setup(
+    name="uec-rl",
+    version="0.1.0",
+    description="UEC-RL (targeted exploration + replay stabilizer) as a verl 0.9.1 plugin recipe",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["uec_recipe", "uec_recipe.*", "data_prep", "data_prep.*"]),
+    package_data={"uec_recipe": ["config/*.yaml", "config/**/*.yaml"]},
+    include_package_data=True,
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"verl.plugins": ["uec_rl = uec_recipe.plugin"]},
+)

@@ -1,0 +1,75 @@
+"""Stages 5 and 6: the batch buffer and the replay buffer (algorithm doc §1.5-§1.6).
+
+Both are FIFOs of small records (a TransferQueue key plus what the driver needs to know about the row); the
+rows themselves stay in verl's TransferQueue until a buffer lets go of them. Nothing here knows about Ray.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class BufferedRow:
+    key: str  # TransferQueue key of the trajectory
+    tag: dict  # its TransferQueue tag (sequence lengths, weight versions)
+    advantage: float  # frozen sequence advantage, computed within its group at generation time
+    exploration: bool  # sampled at the exploration temperature T'
+    step: int  # training step that generated it
+
+
+class FifoBuffer:
+    """A first-in-first-out buffer with a capacity; appending past capacity evicts the oldest rows."""
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError(f"buffer capacity must be >= 1, got {capacity}")
+        self.capacity = int(capacity)
+        self._rows: deque[BufferedRow] = deque()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def rows(self) -> list[BufferedRow]:
+        return list(self._rows)
+
+    def extend(self, rows: Iterable[BufferedRow]) -> list[BufferedRow]:
+        """Append rows; return the rows evicted (oldest first) to stay within capacity."""
+        self._rows.extend(rows)
+        evicted = []
+        while len(self._rows) > self.capacity:
+            evicted.append(self._rows.popleft())
+        return evicted
+
+    def pop_oldest(self, count: int) -> list[BufferedRow]:
+        if count > len(self._rows):
+            raise ValueError(f"cannot pop {count} rows from a buffer holding {len(self._rows)}")
+        return [self._rows.popleft() for _ in range(count)]
+
+    def replace(self, rows: Iterable[BufferedRow]) -> None:
+        """Restore contents (checkpoint resume)."""
+        self._rows = deque(rows)
+
+
+def replay_sample_size(buffer_size: int, n0: int) -> int:
+    """Rows used by one replay update: floor(size / N0) · N0, i.e. 0 below N0.
+
+    With the capacity a multiple of N0 (s' · N0 with s' = 2 in the paper) this is the whole buffer when it is full.
+    """
+    return (buffer_size // n0) * n0
+
+
+def select_replay_rows(rows: list[BufferedRow], n0: int, rng: random.Random) -> list[BufferedRow]:
+    """The rows of one replay update: all of them when they make whole N0 blocks, else a uniform random sample."""
+    size = replay_sample_size(len(rows), n0)
+    if size == len(rows):
+        return list(rows)
+    return rng.sample(rows, size)
+
+
+def fifo_capacity(multiple: float, n0: int) -> int:
+    """Capacity in rows for a capacity given in units of N0 (never below one update batch)."""
+    return max(n0, int(round(multiple * n0)))

@@ -1,0 +1,338 @@
+"""The embedded CPU default task: a tiny tokenizer, a small Qwen2 policy and a digit-sum task, built offline.
+
+UEC-RL is about prompts that a policy never solves at the base temperature. For that situation to exist on a
+laptop, the demo policy is warm-started so that it masters short sums, is unreliable on medium ones and rarely
+right on long ones (the difficulty ladder of docs/design.md, "CPU default task"):
+
+* prompt  ``What is 3 + 8 + 1?`` with ``level + 1`` single-digit operands (level 1 = two operands);
+* answer  ``#### 12``; reward 1 for the exact integer after the last ``####`` (``uec_recipe.reward``);
+* warm start: supervised next-token loss on the answer, with level weights min(1, 2^-(operands-5)) so that long
+  sums are rare but not absent (left out entirely, exploration at T'=1.2 cannot rescue them).
+
+Everything is cached under ``$UEC_CACHE_DIR`` (default ``~/.cache/uec-rl``) keyed by the build settings, so a
+second run starts in seconds. ``python -m uec_recipe.demo.build`` builds (or reuses) and prints the paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+DATA_SOURCE = "uec_demo/digit_sum"
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+# ChatML, as used by the Qwen2 family; the assistant turn is opened by add_generation_prompt.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+MAX_LEVEL = 15  # 16 operands
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Every setting that changes what gets built (the cache key is a hash of these)."""
+
+    seed: int = 7
+    vocab_size: int = 400
+    hidden_size: int = 128
+    intermediate_size: int = 512
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    warm_start_steps: int = 1500
+    warm_start_batch: int = 64
+    warm_start_lr: float = 3e-3
+    warm_start_warmup: int = 100
+    train_prompts: int = 2048
+    train_levels: tuple = (6, 7, 8, 9, 10, 11, 12, 13, 14)
+    test_prompts_per_level: int = 16
+    test_levels: tuple = (4, 8, 10, 12, 14)
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class DemoArtifacts:
+    root: Path
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def train_file(self) -> Path:
+        return self.root / "data" / "train.parquet"
+
+    @property
+    def test_file(self) -> Path:
+        return self.root / "data" / "test.parquet"
+
+    @property
+    def report_file(self) -> Path:
+        return self.root / "warm_start.json"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("UEC_CACHE_DIR", Path.home() / ".cache" / "uec-rl"))
+
+
+# ---- the task ------------------------------------------------------------------------------------------------
+
+
+def digit_sum_problem(level: int, rng: random.Random) -> tuple[str, int]:
+    operands = [rng.randint(0, 9) for _ in range(level + 1)]
+    return "What is " + " + ".join(map(str, operands)) + "?", sum(operands)
+
+
+def warm_start_level_weights() -> list[float]:
+    # min(1, 2^-(operands-5)): levels with up to 5 operands are common, each further operand halves the weight.
+    return [min(1.0, 2.0 ** -((level + 1) - 5)) for level in range(1, MAX_LEVEL + 1)]
+
+
+def answer_text(total: int) -> str:
+    return f"#### {total}"
+
+
+def rl_rows(levels, count: int, rng: random.Random, split: str) -> list[dict]:
+    rows = []
+    for index in range(count):
+        level = levels[index % len(levels)]
+        question, total = digit_sum_problem(level, rng)
+        rows.append(
+            {
+                "data_source": DATA_SOURCE,
+                "prompt": [{"role": "user", "content": question}],
+                "ability": "math",
+                "reward_model": {"style": "rule", "ground_truth": str(total)},
+                "extra_info": {"split": split, "index": index, "level": level},
+            }
+        )
+    return rows
+
+
+# ---- tokenizer and model ---------------------------------------------------------------------------------------
+
+
+def build_tokenizer(out_dir, vocab_size: int = 400, seed: int = 7):
+    """Train a byte-level BPE (one token per digit) on synthetic task text and save it as an HF tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    rng = random.Random(seed)
+    corpus = []
+    for _ in range(3000):
+        question, total = digit_sum_problem(rng.randint(1, MAX_LEVEL), rng)
+        corpus.append(f"user\n{question}\nassistant\n{answer_text(total)}")
+    corpus.append("Let's think step by step and output the final answer after \"####\". \\boxed{} system")
+
+    tokenizer = Tokenizer(models.BPE(unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(corpus, trainer=trainer)
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        bos_token=None,
+        additional_special_tokens=SPECIAL_TOKENS[1:],
+        padding_side="left",
+        chat_template=CHAT_TEMPLATE,
+    )
+    if out_dir is not None:
+        wrapped.save_pretrained(out_dir)
+    return wrapped
+
+
+def build_random_model(tokenizer, settings: DemoSettings = DemoSettings()):
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(settings.seed)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=settings.hidden_size,
+        intermediate_size=settings.intermediate_size,
+        num_hidden_layers=settings.num_layers,
+        num_attention_heads=settings.num_heads,
+        num_key_value_heads=settings.num_kv_heads,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
+    )
+    return model
+
+
+def encode_example(tokenizer, question: str, answer: str) -> tuple[list[int], int]:
+    """Token ids of prompt + answer + eos, and where the answer starts (the loss covers the answer only)."""
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False
+    )
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return prompt_ids + answer_ids, len(prompt_ids)
+
+
+def warm_start(model, tokenizer, settings: DemoSettings, log=print) -> dict:
+    """Supervised warm start on the digit-sum ladder (AdamW, linear warm-up then cosine decay)."""
+    import torch
+
+    rng = random.Random(settings.seed + 1)
+    levels = list(range(1, MAX_LEVEL + 1))
+    weights = warm_start_level_weights()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.warm_start_lr, weight_decay=0.0)
+
+    def lr_at(step):
+        if step < settings.warm_start_warmup:
+            return settings.warm_start_lr * (step + 1) / settings.warm_start_warmup
+        progress = (step - settings.warm_start_warmup) / max(1, settings.warm_start_steps - settings.warm_start_warmup)
+        return settings.warm_start_lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+    model.train()
+    started = time.time()
+    loss_value = float("nan")
+    for step in range(settings.warm_start_steps):
+        examples = []
+        for _ in range(settings.warm_start_batch):
+            question, total = digit_sum_problem(rng.choices(levels, weights)[0], rng)
+            examples.append(encode_example(tokenizer, question, answer_text(total)))
+        width = max(len(ids) for ids, _ in examples)
+        input_ids = torch.full((len(examples), width), tokenizer.pad_token_id)
+        labels = torch.full((len(examples), width), -100)
+        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+        for row, (ids, answer_start) in enumerate(examples):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention_mask[row, : len(ids)] = 1
+            labels[row, answer_start : len(ids)] = torch.tensor(ids[answer_start:])
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step)
+        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        loss_value = loss.item()
+        if step % 100 == 0 or step == settings.warm_start_steps - 1:
+            log(f"  warm start step {step + 1}/{settings.warm_start_steps}  loss {loss_value:.4f}  ({time.time() - started:.0f}s)")
+    model.eval()
+    return {"final_loss": loss_value, "seconds": round(time.time() - started, 1)}
+
+
+def greedy_accuracy_by_level(model, tokenizer, levels, per_level: int = 32, seed: int = 99) -> dict[int, float]:
+    """Greedy accuracy per level on fresh problems (a quick check that the difficulty ladder exists)."""
+    import torch
+
+    rng = random.Random(seed)
+    accuracy = {}
+    tokenizer.padding_side = "left"
+    for level in levels:
+        problems = [digit_sum_problem(level, rng) for _ in range(per_level)]
+        prompts = [
+            tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
+            for q, _ in problems
+        ]
+        batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            out = model.generate(**batch, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        correct = sum(text.strip() == answer_text(total) for text, (_, total) in zip(texts, problems))
+        accuracy[level] = correct / per_level
+    return accuracy
+
+
+# ---- build with cache ------------------------------------------------------------------------------------------
+
+
+def _write_parquet(rows: list[dict], path: Path) -> None:
+    import pandas as pd
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".parquet.tmp")
+    pd.DataFrame(rows).to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def build_demo(settings: DemoSettings = DemoSettings(), root: Path | None = None, log=print) -> DemoArtifacts:
+    """Build (or reuse from the cache) the demo model and data; returns where they are."""
+    import torch
+
+    root = Path(root) if root is not None else cache_root() / f"demo-{settings.key()}"
+    artifacts = DemoArtifacts(root)
+    if artifacts.report_file.exists() and artifacts.train_file.exists() and artifacts.test_file.exists():
+        log(f"[demo] reusing cached model and data in {root}")
+        return artifacts
+
+    log(f"[demo] building tokenizer, model and data in {root} (cached for later runs)")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root.parent))
+    try:
+        torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
+        tokenizer = build_tokenizer(None, settings.vocab_size, settings.seed)
+        model = build_random_model(tokenizer, settings)
+        n_params = sum(p.numel() for p in model.parameters())
+        log(f"[demo] policy: Qwen2 architecture, {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}")
+        report = warm_start(model, tokenizer, settings, log=log)
+        report["greedy_accuracy_by_level"] = greedy_accuracy_by_level(model, tokenizer, range(1, MAX_LEVEL + 1))
+        report["parameters"] = n_params
+        report["settings"] = asdict(settings)
+        model.save_pretrained(staging / "model")
+        tokenizer.save_pretrained(staging / "model")
+
+        rng = random.Random(settings.seed + 2)
+        _write_parquet(rl_rows(settings.train_levels, settings.train_prompts, rng, "train"), staging / "data" / "train.parquet")
+        test_levels = [lvl for lvl in settings.test_levels for _ in range(settings.test_prompts_per_level)]
+        _write_parquet(rl_rows(test_levels, len(test_levels), rng, "test"), staging / "data" / "test.parquet")
+        (staging / "warm_start.json").write_text(json.dumps(report, indent=2))
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(staging, root)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    ladder = ", ".join(f"L{k}:{v:.2f}" for k, v in json.loads(artifacts.report_file.read_text())["greedy_accuracy_by_level"].items())
+    log(f"[demo] warm start done in {report['seconds']}s, final loss {report['final_loss']:.4f}; greedy accuracy {ladder}")
+    return artifacts
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", help="build into this folder instead of the cache")
+    parser.add_argument("--print-env", action="store_true", help="print shell assignments DEMO_MODEL=... DEMO_TRAIN=... DEMO_TEST=...")
+    args = parser.parse_args(argv)
+    log = (lambda msg: print(msg, file=sys.stderr)) if args.print_env else print
+    artifacts = build_demo(root=Path(args.root) if args.root else None, log=log)
+    if args.print_env:
+        print(f"DEMO_MODEL={artifacts.model_dir}\nDEMO_TRAIN={artifacts.train_file}\nDEMO_TEST={artifacts.test_file}")
+    else:
+        print(f"model: {artifacts.model_dir}\ntrain: {artifacts.train_file}\ntest:  {artifacts.test_file}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

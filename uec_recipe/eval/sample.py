@@ -1,0 +1,348 @@
+"""Sampling evaluation: n samples per problem, accuracy-only scoring, unbiased pass@k, resumable.
+
+    python -m uec_recipe.eval.sample --model PATH --data a.parquet [b.parquet ...] --out DIR \
+        --n 8 --temperature 0.6 --top-p 0.95 --max-new-tokens 1024 [--backend hf|vllm] [--batch-size B]
+
+For each parquet (verl's RL schema: `prompt` chat list, `data_source`, `reward_model.ground_truth`, optional
+`extra_info`) it writes DIR/<parquet stem>/:
+  samples.jsonl  one line per problem: problem_id, data_source, n, correct, accs, preds (+ responses with
+                 --save-responses); appended as problems finish, so a rerun resumes where the last one stopped
+  run.json       the settings that produced samples.jsonl; a rerun with other settings is refused
+  summary.json   avg@n, pass@k and pass^k (k = 1, 2, 4, ... <= n), with n, temperature, top_p and the model
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from uec_recipe.eval.backends import (
+    Generate,
+    HFSampler,
+    chat_of,
+    images_of,
+    make_vllm_sampler,
+    resolve_model_path,
+    vllm_chat_of,
+)
+from uec_recipe.eval.passk import is_correct, summarize_counts
+
+REQUIRED_COLUMNS = ("prompt", "data_source", "reward_model")
+ScoreFn = Callable[..., dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """What must match between a run and its resumption: change any of these and the samples differ in kind."""
+
+    model: str
+    n: int
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+
+
+# run.json keys that must match for a rerun to resume (the data file may move; its content may not change).
+GUARDED_KEYS = (*SamplingSettings.__dataclass_fields__, "data_fingerprint")
+
+
+@dataclass
+class Benchmark:
+    name: str
+    path: Path
+    rows: list[dict[str, Any]]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Inputs. Checked, with the model path, before any model is loaded.
+
+
+def load_benchmarks(paths: Sequence[str | os.PathLike]) -> list[Benchmark]:
+    """Read and check every parquet; raises with the file and column named on the first problem found."""
+    import pandas as pd
+
+    benchmarks: list[Benchmark] = []
+    seen: dict[str, Path] = {}
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_file():
+            raise FileNotFoundError(f"evaluation data not found: {path}")
+        name = path.stem
+        if name in seen:
+            raise ValueError(f"two data files share the benchmark name {name!r}: {seen[name]} and {path}")
+        seen[name] = path
+        frame = pd.read_parquet(path)
+        missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
+        if missing:
+            raise ValueError(f"{path} lacks column(s) {missing}; verl's RL schema needs {list(REQUIRED_COLUMNS)}")
+        if len(frame) == 0:
+            raise ValueError(f"{path} has no rows")
+        rows = frame.to_dict(orient="records")
+        for position, row in enumerate(rows):
+            reward_model = row["reward_model"]
+            if not isinstance(reward_model, dict) or "ground_truth" not in reward_model:
+                raise ValueError(f"{path} row {position}: reward_model must be a dict with a 'ground_truth'")
+        benchmarks.append(Benchmark(name=name, path=path, rows=rows))
+    return benchmarks
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scoring and the per-benchmark loop.
+
+
+def default_score_fn() -> ScoreFn:
+    try:
+        from uec_recipe.reward import compute_score
+    except ImportError as error:
+        raise SystemExit(f"cannot import uec_recipe.reward.compute_score ({error})") from error
+    return compute_score
+
+
+def score_problem(row: dict[str, Any], responses: list[str], score_fn: ScoreFn, problem_id: int) -> dict[str, Any]:
+    data_source = str(row["data_source"])
+    ground_truth = row["reward_model"]["ground_truth"]
+    extra_info = row.get("extra_info")
+    accs, preds = [], []
+    for response in responses:
+        result = score_fn(data_source, response, ground_truth, extra_info=extra_info)
+        accs.append(int(is_correct(result["acc"], f"problem {problem_id} ({data_source})")))
+        preds.append(result.get("pred"))
+    record = {
+        "problem_id": problem_id,
+        "data_source": data_source,
+        "ground_truth": _plain(ground_truth),
+        "n": len(responses),
+        "correct": sum(accs),
+        "accs": accs,
+        "preds": [_plain(p) for p in preds],
+    }
+    if isinstance(extra_info, dict) and "index" in extra_info:
+        record["index"] = _plain(extra_info["index"])
+    return record
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe version of a value parquet or a scorer handed us (numpy scalars, arrays, objects)."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    return value if value is None or isinstance(value, str | int | float | bool) else str(value)
+
+
+def _read_finished(samples_path: Path, n: int) -> dict[int, dict[str, Any]]:
+    """Problems already in samples.jsonl. A torn last line (killed mid-write) is dropped; anything else odd is
+    an error, because silently mixing runs would corrupt pass@k."""
+    if not samples_path.exists():
+        return {}
+    lines = samples_path.read_text().splitlines()
+    finished: dict[int, dict[str, Any]] = {}
+    for number, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines) - 1:
+                samples_path.write_text("".join(f"{kept}\n" for kept in lines[:-1]))
+                break
+            raise ValueError(f"{samples_path} line {number + 1} is not JSON") from None
+        if record["n"] != n:
+            raise ValueError(f"{samples_path} line {number + 1} has n={record['n']}, this run asks for n={n}")
+        finished[int(record["problem_id"])] = record
+    return finished
+
+
+def data_fingerprint(benchmark: Benchmark) -> str:
+    """A hash of every problem's prompt and answer: problem ids are row numbers, so resuming on a changed file
+    would attach old samples to new problems."""
+    digest = hashlib.sha256()
+    for row in benchmark.rows:
+        problem = [chat_of(row["prompt"]), _plain(row["reward_model"]["ground_truth"])]
+        digest.update(json.dumps(problem, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def _guard_settings(run_path: Path, run_info: dict[str, Any]) -> None:
+    if run_path.exists():
+        previous = json.loads(run_path.read_text())
+        changed = {
+            key: (previous.get(key), value)
+            for key, value in run_info.items()
+            if key in GUARDED_KEYS and previous.get(key) != value
+        }
+        if changed:
+            detail = ", ".join(f"{key}: existing {old!r} vs requested {new!r}" for key, (old, new) in changed.items())
+            raise ValueError(
+                f"{run_path.parent} already holds samples from different settings ({detail}). "
+                "Use another --out directory, or delete that one to start over."
+            )
+    run_path.write_text(json.dumps(run_info, indent=2) + "\n")
+
+
+def evaluate_benchmark(
+    benchmark: Benchmark,
+    out_dir: str | os.PathLike,
+    generate: Generate,
+    settings: SamplingSettings,
+    score_fn: ScoreFn,
+    *,
+    batch_size: int = 8,
+    max_problems: int | None = None,
+    save_responses: bool = False,
+    backend: str = "hf",
+    transform_chat: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    """Sample, score and append every unfinished problem, then write and return summary.json's content."""
+    from tqdm import tqdm
+
+    bench_dir = Path(out_dir) / benchmark.name
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    samples_path = bench_dir / "samples.jsonl"
+    run_info = {**asdict(settings), "data_file": str(benchmark.path), "data_fingerprint": data_fingerprint(benchmark)}
+    _guard_settings(bench_dir / "run.json", run_info)
+    finished = _read_finished(samples_path, settings.n)
+
+    limit = len(benchmark.rows) if max_problems is None else min(max_problems, len(benchmark.rows))
+    todo = [i for i in range(limit) if i not in finished]
+    with samples_path.open("a") as sink, tqdm(total=len(todo), desc=benchmark.name, unit="problem") as progress:
+        for start in range(0, len(todo), batch_size):
+            ids = todo[start : start + batch_size]
+            rows = [benchmark.rows[i] for i in ids]
+            chats = [transform_chat(row) if transform_chat else chat_of(row["prompt"]) for row in rows]
+            responses = generate(chats, settings.n)
+            for problem_id, row, texts in zip(ids, rows, responses, strict=True):
+                record = score_problem(row, texts, score_fn, problem_id)
+                if save_responses:
+                    record["responses"] = texts
+                finished[problem_id] = record
+                sink.write(json.dumps(record) + "\n")
+            sink.flush()
+            os.fsync(sink.fileno())  # a killed run loses at most the batch in flight
+            progress.update(len(ids))
+
+    summary = summarize_records(list(finished.values()))
+    summary = {
+        "benchmark": benchmark.name,
+        "data_file": str(benchmark.path),
+        "backend": backend,
+        **asdict(settings),
+        "num_problems_in_file": len(benchmark.rows),
+        "complete": len(finished) == len(benchmark.rows),
+        **summary,
+    }
+    (bench_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def summarize_records(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The numbers of summary.json from samples.jsonl records (values are fractions in [0, 1])."""
+    stats = summarize_counts((r["n"], r["correct"]) for r in records)
+    return {
+        "num_problems": stats["num_problems"],
+        "data_sources": sorted({r["data_source"] for r in records}),
+        "avg@n": stats["avg@n"],
+        "pass@k": {str(k): v for k, v in stats["pass@k"].items()},
+        "pass^k": {str(k): v for k, v in stats["pass^k"].items()},
+        "estimator": "unbiased pass@k (Chen et al. 2021) and pass^k from n samples per problem; avg@n = pass@1",
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m uec_recipe.eval.sample", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="HF model dir, verl checkpoint dir, or hub id")
+    parser.add_argument("--data", required=True, nargs="+", help="parquet file(s) in verl's RL schema")
+    parser.add_argument("--out", required=True, help="output directory (rerun with the same one to resume)")
+    parser.add_argument("--n", type=int, default=8, help="samples per problem")
+    parser.add_argument("--temperature", type=float, default=0.6)
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="problems per generate call, each n sequences; also the unit of resume (default: hf 8, vllm 256)",
+    )
+    parser.add_argument("--max-problems", type=int, default=None, help="only the first K problems of each file")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM only")
+    parser.add_argument("--save-responses", action="store_true", help="keep full response texts in the JSONL")
+    return parser
+
+
+def check_args(args: argparse.Namespace) -> None:
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1, got {args.n}")
+    if args.temperature < 0:
+        raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
+    if args.temperature == 0 and args.n != 1:
+        raise ValueError("--temperature 0 is greedy decoding: all n samples would be identical; use --n 1")
+    if not 0 < args.top_p <= 1:
+        raise ValueError(f"--top-p must be in (0, 1], got {args.top_p}")
+    if args.batch_size is None:
+        # vLLM schedules everything handed to one call itself, so it wants large calls; HF pads a whole batch.
+        args.batch_size = 256 if args.backend == "vllm" else 8
+    if args.max_new_tokens < 1 or args.batch_size < 1:
+        raise ValueError("--max-new-tokens and --batch-size must be >= 1")
+    if args.max_problems is not None and args.max_problems < 1:
+        raise ValueError("--max-problems must be >= 1")
+
+
+def main(argv: Sequence[str] | None = None, generate: Generate | None = None) -> list[dict[str, Any]]:
+    """CLI entry. `generate` replaces the model (tests use it to drive the scoring path with known answers)."""
+    args = build_parser().parse_args(argv)
+    check_args(args)
+    # Everything that can fail cheaply fails here, before minutes of model loading.
+    benchmarks = load_benchmarks(args.data)
+    score_fn = default_score_fn()
+    model_path = resolve_model_path(args.model)
+    has_images = any(images_of(row) for benchmark in benchmarks for row in benchmark.rows)
+    if has_images and args.backend == "hf" and generate is None:
+        raise ValueError("rows with images need --backend vllm; the hf backend here is text-only")
+    settings = SamplingSettings(model_path, args.n, args.temperature, args.top_p, args.max_new_tokens)
+
+    transform_chat = None
+    if generate is None and args.backend == "vllm":
+        generate = make_vllm_sampler(
+            model_path, args.temperature, args.top_p, args.max_new_tokens, args.seed, args.tensor_parallel_size
+        )
+        transform_chat = vllm_chat_of
+    elif generate is None:
+        generate = HFSampler(model_path, args.temperature, args.top_p, args.max_new_tokens, args.seed)
+
+    summaries = []
+    for benchmark in benchmarks:
+        summary = evaluate_benchmark(
+            benchmark,
+            args.out,
+            generate,
+            settings,
+            score_fn,
+            batch_size=args.batch_size,
+            max_problems=args.max_problems,
+            save_responses=args.save_responses,
+            backend=args.backend,
+            transform_chat=transform_chat,
+        )
+        summaries.append(summary)
+        passes = ", ".join(f"pass@{k}={v:.4f}" for k, v in summary["pass@k"].items())
+        print(
+            f"{benchmark.name}: {summary['num_problems']}/{summary['num_problems_in_file']} problems, "
+            f"n={args.n} T={args.temperature} top_p={args.top_p}: avg@{args.n}={summary['avg@n']:.4f}, {passes}",
+            file=sys.stderr,
+        )
+    return summaries
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from None

@@ -1,0 +1,313 @@
+"""The paper's tables from evaluation summaries, as markdown and LaTeX.
+
+    python -m uec_recipe.eval.tables --runs runs.yaml --out DIR
+
+runs.yaml (or .json) names where each method's summaries are (a summary.json, or a directory that
+`python -m uec_recipe.eval.sample --out` wrote, or a list of either):
+
+    base: {label: Qwen2.5-Math-7B, summaries: evals/base}   # the untrained model's row (optional)
+    reference: GRPO                                         # what "relative improvement" is measured against
+    methods:
+      GRPO: evals/grpo
+      DAPO: evals/dapo
+      UEC-RL: evals/uec
+    tables:                                                 # optional; default below
+      - {title: Geometry3K, benchmarks: [geometry3k]}
+      - {title: Text math, benchmarks: [aime24, math500, gsm8k]}
+
+Default tables: a Geometry3K table (benchmarks named geo3k* or geometry3k*), one over the other vision benchmarks
+(MathVista, MathVerse, MATH-Vision, We-Math by data_prep's names) and one over the text benchmarks, each with the
+average when it has several columns, and a pass@k table per benchmark. Writes DIR/tables.md and DIR/tables.tex.
+Numbers are percentages. Accuracy is avg@n (= pass@1 from n samples), and every table states n, temperature and
+top_p.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Benchmark names as data_prep writes them (geo3k_test.parquet -> "geo3k_test"), for the default table layout.
+GEOMETRY_PREFIXES = ("geo3k", "geometry3k")
+VISION_PREFIXES = ("mathvista", "mathverse", "math_vision", "mathvision", "wemath", "we_math")
+RELATIVE_IMPROVEMENT_DEFINITION = (
+    "Relative improvement over {ref} = (method - base) / ({ref} - base) - 1, computed on {col}: "
+    "how much larger a method's gain over the base model is than {ref}'s gain (UEC-RL paper, arXiv 2604.14646)."
+)
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading runs.yaml and the summaries it points to.
+
+
+def load_runs(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"runs file not found: {path}")
+    text = path.read_text()
+    if path.suffix == ".json":
+        runs = json.loads(text)
+    else:
+        import yaml
+
+        runs = yaml.safe_load(text)
+    if not isinstance(runs, dict) or not isinstance(runs.get("methods"), dict) or not runs["methods"]:
+        raise ValueError(f"{path} must be a mapping with a non-empty 'methods' mapping (method -> summary paths)")
+    return runs
+
+
+def read_summaries(spec: str | Sequence[str], relative_to: Path) -> dict[str, dict[str, Any]]:
+    """benchmark name -> summary, from summary.json files and/or directories that hold <benchmark>/summary.json."""
+    paths = [spec] if isinstance(spec, str) else list(spec)
+    by_benchmark: dict[str, dict[str, Any]] = {}
+    for raw in paths:
+        path = Path(raw) if Path(raw).is_absolute() else relative_to / raw
+        if path.is_dir():
+            files = sorted(path.glob("*/summary.json")) or sorted(path.glob("summary.json"))
+            if not files:
+                raise FileNotFoundError(f"no summary.json under {path}")
+        elif path.is_file():
+            files = [path]
+        else:
+            raise FileNotFoundError(f"summary path not found: {path}")
+        for file in files:
+            summary = json.loads(file.read_text())
+            for key in ("benchmark", "n", "temperature", "top_p", "avg@n", "pass@k"):
+                if key not in summary:
+                    raise ValueError(f"{file} lacks {key!r}; is it a summary.json from uec_recipe.eval.sample?")
+            name = summary["benchmark"]
+            if name in by_benchmark:
+                raise ValueError(f"benchmark {name!r} appears twice for one method (second: {file})")
+            by_benchmark[name] = summary
+    return by_benchmark
+
+
+def collect(runs: Mapping[str, Any], relative_to: Path) -> tuple[str | None, dict[str, dict[str, dict[str, Any]]]]:
+    """(base row label or None, {row label: {benchmark: summary}}) with the base row first."""
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    base_label = None
+    base = runs.get("base")
+    if base is not None:
+        spec = base.get("summaries") if isinstance(base, dict) else base
+        if spec is None:
+            raise ValueError("base needs 'summaries' (a path or list of paths)")
+        base_label = base.get("label", "Base model") if isinstance(base, dict) else "Base model"
+        results[base_label] = read_summaries(spec, relative_to)
+    for method, spec in runs["methods"].items():
+        if method in results:
+            raise ValueError(f"method name {method!r} collides with the base row's label")
+        results[method] = read_summaries(spec, relative_to)
+    return base_label, results
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Building tables.
+
+
+def relative_improvement(method: float, base: float, reference: float) -> float:
+    """(method - base) / (reference - base) - 1; the paper's "relative improvement over GRPO" (as a fraction)."""
+    if reference == base:
+        raise ValueError("relative improvement is undefined when the reference equals the base model")
+    return (method - base) / (reference - base) - 1.0
+
+
+def _settings_notes(results: Mapping[str, Mapping[str, dict[str, Any]]], benchmarks: Sequence[str]) -> list[str]:
+    """Which n / temperature / top_p each benchmark was sampled with, flagging rows that were sampled differently."""
+    uniform: dict[tuple, list[str]] = {}
+    flagged = []
+    for bench in benchmarks:
+        settings = {row: (s["n"], s["temperature"], s["top_p"]) for row, by in results.items() if (s := by.get(bench))}
+        distinct = set(settings.values())
+        if len(distinct) == 1:
+            uniform.setdefault(distinct.pop(), []).append(bench)
+        else:
+            per_row = "; ".join(f"{row}: n={n}, T={t}, top_p={p}" for row, (n, t, p) in settings.items())
+            flagged.append(f"{bench}: NOT comparable across rows, sampled differently ({per_row})")
+    same = [
+        f"{', '.join(benches)}: avg@{n} (n={n} samples per problem), temperature={temperature}, top_p={top_p}"
+        for (n, temperature, top_p), benches in uniform.items()
+    ]
+    return same + flagged
+
+
+def _bold_best(cells: list[list[float | None]]) -> list[set[int]]:
+    """Per column, the row indices holding the best value (ties all bold)."""
+    best = []
+    for column in zip(*cells, strict=True):
+        values = [v for v in column if v is not None]
+        top = max(values) if values else None
+        best.append({i for i, v in enumerate(column) if v is not None and round(v, 2) == round(top, 2)})
+    return best
+
+
+def accuracy_table(
+    title: str,
+    results: Mapping[str, Mapping[str, dict[str, Any]]],
+    benchmarks: Sequence[str],
+    base_label: str | None,
+    reference: str | None,
+) -> Table:
+    """Rows = base model then methods; columns = benchmarks (+ Average if several) (+ relative improvement).
+
+    Rows without any of these benchmarks are left out (e.g. a VLM base model in the text table).
+    """
+    results = {label: by for label, by in results.items() if any(b in by for b in benchmarks)}
+    labels = list(results)
+    cells = [[100.0 * by[b]["avg@n"] if b in by else None for b in benchmarks] for by in (results[r] for r in labels)]
+    header = ["Method", *benchmarks]
+    if len(benchmarks) > 1:
+        header.append("Average")
+        for row in cells:
+            row.append(sum(row) / len(row) if None not in row else None)
+    notes = _settings_notes(results, benchmarks)
+    if len(benchmarks) > 1:
+        notes.append("Average: unweighted mean over the benchmark columns.")
+    best = _bold_best(cells)
+    rows = [
+        [label, *(_fmt(v, bold=i in best[j]) for j, v in enumerate(row))]
+        for i, (label, row) in enumerate(zip(labels, cells, strict=True))
+    ]
+
+    if base_label in results and reference in results:
+        compared = header[-1]  # the single benchmark, or the Average
+        base_value = cells[labels.index(base_label)][-1]
+        reference_value = cells[labels.index(reference)][-1]
+        header.append(f"Rel. impr. over {reference}")
+        for label, row, cell_row in zip(labels, rows, cells, strict=True):
+            value = cell_row[-1]
+            if label == base_label or None in (value, base_value, reference_value) or reference_value == base_value:
+                row.append("-")
+            else:
+                row.append(f"{100.0 * relative_improvement(value, base_value, reference_value):+.1f}%")
+        notes.append(RELATIVE_IMPROVEMENT_DEFINITION.format(ref=reference, col=compared))
+    return Table(title=title, header=header, rows=rows, notes=notes)
+
+
+def passk_table(benchmark: str, results: Mapping[str, Mapping[str, dict[str, Any]]]) -> Table:
+    """Rows = methods with this benchmark; columns = pass@k for the k every row has (powers of two <= min n)."""
+    labels = [label for label, by in results.items() if benchmark in by]
+    common = set.intersection(*(set(results[label][benchmark]["pass@k"]) for label in labels))
+    ks = sorted(common, key=int)
+    cells = [[100.0 * results[label][benchmark]["pass@k"][k] for k in ks] for label in labels]
+    best = _bold_best(cells)
+    rows = [
+        [label, *(_fmt(v, bold=i in best[j]) for j, v in enumerate(row))]
+        for i, (label, row) in enumerate(zip(labels, cells, strict=True))
+    ]
+    notes = _settings_notes({label: results[label] for label in labels}, [benchmark])
+    notes.append(
+        "pass@k: unbiased estimator 1 - C(n-c,k)/C(n,k) of Chen et al. 2021 (arXiv 2107.03374), averaged over "
+        "problems; not verl's best@k bootstrap."
+    )
+    return Table(title=f"pass@k on {benchmark}", header=["Method", *(f"pass@{k}" for k in ks)], rows=rows, notes=notes)
+
+
+def _fmt(value: float | None, bold: bool = False) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.2f}"
+    return f"**{text}**" if bold else text
+
+
+def default_table_specs(benchmarks: Sequence[str]) -> list[dict[str, Any]]:
+    """The paper's layout: Geometry3K alone, the other vision benchmarks together, the text benchmarks together."""
+    geometry = [b for b in benchmarks if b.lower().startswith(GEOMETRY_PREFIXES)]
+    vision = [b for b in benchmarks if b.lower().startswith(VISION_PREFIXES)]
+    text = [b for b in benchmarks if b not in geometry and b not in vision]
+    specs = [
+        {"title": "Geometry3K", "benchmarks": geometry},
+        {"title": "Vision-language benchmarks", "benchmarks": vision},
+        {"title": "Text benchmarks", "benchmarks": text},
+    ]
+    return [spec for spec in specs if spec["benchmarks"]]
+
+
+def build_tables(runs: Mapping[str, Any], relative_to: Path = Path(".")) -> list[Table]:
+    base_label, results = collect(runs, relative_to)
+    reference = runs.get("reference", "GRPO")
+    if reference not in runs["methods"]:
+        reference = None  # no reference row, so no relative-improvement column
+    all_benchmarks = sorted({b for by in results.values() for b in by})
+    specs = runs.get("tables") or default_table_specs(all_benchmarks)
+    tables = []
+    for spec in specs:
+        unknown = [b for b in spec["benchmarks"] if b not in all_benchmarks]
+        if unknown:
+            raise ValueError(f"table {spec['title']!r} names benchmark(s) {unknown} that no summary has")
+        tables.append(accuracy_table(spec["title"], results, spec["benchmarks"], base_label, reference))
+    tables.extend(passk_table(b, results) for b in all_benchmarks)
+    return tables
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Rendering.
+
+
+def to_markdown(table: Table) -> str:
+    lines = [f"### {table.title}", "", "| " + " | ".join(table.header) + " |"]
+    lines.append("|" + "|".join([":---"] + ["---:"] * (len(table.header) - 1)) + "|")
+    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+    lines.append("")
+    lines += [f"- {note}" for note in table.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _latex_escape(text: str) -> str:
+    for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
+        text = text.replace(char, escaped)
+    return text.replace("^", r"\^{}")
+
+
+def _latex_cell(cell: str) -> str:
+    if cell.startswith("**") and cell.endswith("**"):
+        return r"\textbf{" + _latex_escape(cell[2:-2]) + "}"
+    return _latex_escape(cell)
+
+
+def to_latex(table: Table) -> str:
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\caption{" + _latex_escape(table.title) + ". " + "; ".join(_latex_escape(n) for n in table.notes) + "}",
+        r"\begin{tabular}{l" + "c" * (len(table.header) - 1) + "}",
+        r"\toprule",
+        " & ".join(_latex_escape(h) for h in table.header) + r" \\",
+        r"\midrule",
+    ]
+    lines += [" & ".join(_latex_cell(c) for c in row) + r" \\" for row in table.rows]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> list[Table]:
+    parser = argparse.ArgumentParser(prog="python -m uec_recipe.eval.tables", description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", required=True, help="YAML/JSON: base, reference, methods -> summary paths")
+    parser.add_argument("--out", required=True, help="directory for tables.md and tables.tex")
+    args = parser.parse_args(argv)
+    runs_path = Path(args.runs)
+    tables = build_tables(load_runs(runs_path), relative_to=runs_path.parent)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tables.md").write_text("\n".join(to_markdown(t) for t in tables))
+    (out / "tables.tex").write_text("% needs \\usepackage{booktabs}\n" + "\n".join(to_latex(t) for t in tables))
+    print((out / "tables.md").read_text())
+    return tables
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from None

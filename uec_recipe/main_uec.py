@@ -1,0 +1,64 @@
+"""Hydra entry point: ``python -m uec_recipe.main_uec [overrides]``.
+
+Composes ``uec_recipe/config/uec_trainer.yaml`` (which inherits verl's ``ppo_trainer``), checks the whole
+configuration and the datasets before Ray starts, then hands over to verl's own V1 task runner. The trainer
+class is selected by ``trainer.v1.trainer_mode=uec``, registered by the plugin in the task-runner process.
+
+``UEC_DRY_RUN=1`` stops after the checks and prints the resolved configuration (no Ray, no GPU, no weights).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import hydra
+from omegaconf import OmegaConf
+
+
+def check_config(config) -> None:
+    """Every check that can fail before any expensive work: verl's, UEC-RL's and the data schema."""
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    from uec_recipe.algo.config import load_and_validate
+
+    load_and_validate(config)
+    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    check_datasets(config)
+
+
+def check_datasets(config) -> None:
+    from data_prep.schema import validate_rl_parquet
+
+    for key in ("train_files", "val_files"):
+        files = config.data.get(key)
+        if files is None:
+            continue
+        for path in [files] if isinstance(files, str) else list(files):
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"data.{key}: {path} does not exist (prepare it with python -m data_prep.prepare)")
+            validate_rl_parquet(path, require_images=None)
+
+
+def run(config) -> None:
+    from verl.utils.device import auto_set_device
+
+    auto_set_device(config)
+    check_config(config)
+    if os.environ.get("UEC_DRY_RUN", "0") not in ("", "0", "false"):
+        print(OmegaConf.to_yaml(config, resolve=True))
+        print("[uec] dry run: configuration composed and validated; not starting Ray", file=sys.stderr)
+        return
+    from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
+
+    run_ppo(config, task_runner_class=TaskRunnerV1)
+
+
+@hydra.main(config_path="config", config_name="uec_trainer", version_base=None)
+def main(config) -> None:
+    run(config)
+
+
+if __name__ == "__main__":
+    main()
