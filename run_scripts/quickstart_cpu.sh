@@ -1,46 +1,58 @@
 #!/usr/bin/env bash
 # The CPU quickstart: trains the embedded digit-sum policy with the real verl trainer on CPU.
-#   bash run_scripts/quickstart_cpu.sh [--steps N] [--algo NAME] [--out DIR]
+#   bash run_scripts/quickstart_cpu.sh [--steps N] [--algo NAME] [--out DIR] [-- hydra overrides...]
 # Creates .venv on first use, builds (or reuses) the tiny model and data, trains, and writes
-# DIR/metrics.jsonl (verl's metrics, one line per step) and DIR/summary.md.
+# DIR/metrics.jsonl (verl's metrics, one line per step), DIR/curves.png and DIR/summary.md.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-STEPS=20
-ALGO=uec
-OUT="$ROOT/outputs/quickstart"
-usage() {
-  echo "usage: bash run_scripts/quickstart_cpu.sh [--steps N] [--algo uec|grpo] [--out DIR]" >&2
-  exit 2
+# The whole script is one function, read by bash before it runs: editing or updating the file during a long
+# run cannot change what the run executes.
+main() {
+  ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+  STEPS=20
+  ALGO=uec
+  OUT="$ROOT/outputs/quickstart"
+  EXTRA_OVERRIDES=()
+  usage() {
+    echo "usage: bash run_scripts/quickstart_cpu.sh [--steps N] [--algo NAME] [--out DIR] [-- hydra overrides...]" >&2
+    exit 2
+  }
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --steps) [ $# -ge 2 ] || usage; STEPS="$2"; shift 2 ;;
+      --algo) [ $# -ge 2 ] || usage; ALGO="$2"; shift 2 ;;
+      --out) [ $# -ge 2 ] || usage; OUT="$2"; shift 2 ;;
+      --) shift; EXTRA_OVERRIDES=("$@"); break ;;
+      -h|--help) usage ;;
+      *) echo "unknown argument: $1" >&2; usage ;;
+    esac
+  done
+  [[ "$STEPS" =~ ^[1-9][0-9]*$ ]] || { echo "--steps must be a positive integer, got '$STEPS'" >&2; exit 2; }
+  [ -f "$ROOT/uec_recipe/config/algo/$ALGO.yaml" ] || {
+    echo "--algo must be one of: $(ls "$ROOT/uec_recipe/config/algo" | sed 's/\.yaml$//' | tr '\n' ' ')" >&2; exit 2; }
+
+  source "$ROOT/run_scripts/setup_env.sh"
+  source "$ROOT/run_scripts/cpu_overrides.sh"
+  eval "$("$PY" -m uec_recipe.demo.build --print-env)"
+
+  mkdir -p "$OUT"
+  OUT="$(cd "$OUT" && pwd)"
+  rm -f "$OUT/metrics.jsonl"
+  export VERL_FILE_LOGGER_PATH="$OUT/metrics.jsonl"
+  echo "[quickstart] algo=$ALGO steps=$STEPS out=$OUT"
+  start=$(date +%s)
+  "$PY" -m uec_recipe.main_uec algo="$ALGO" "${CPU_OVERRIDES[@]}" "${DEMO_OVERRIDES[@]}" \
+    actor_rollout_ref.model.path="$DEMO_MODEL" data.train_files="$DEMO_TRAIN" data.val_files="$DEMO_TEST" \
+    trainer.total_training_steps="$STEPS" trainer.test_freq="$STEPS" \
+    trainer.experiment_name="quickstart-$ALGO" trainer.default_local_dir="$OUT/checkpoints" \
+    "${EXTRA_OVERRIDES[@]+"${EXTRA_OVERRIDES[@]}"}"
+  echo "[quickstart] training finished in $(( $(date +%s) - start ))s"
+  "$PY" -m uec_recipe.eval.curves --run "$ALGO=$OUT/metrics.jsonl" --out "$OUT/curves.png" \
+    --metrics actor/entropy critic/score/mean response_length/mean "val-core/*" "val-passk/*/pass@1" \
+    uec/difficult_prompts uec/exploration_kept uec/batch_buffer_size uec/replay_buffer_size
+  "$PY" -m uec_recipe.summary --metrics "$OUT/metrics.jsonl" --algo "$ALGO" --curves curves.png --out "$OUT/summary.md"
+  echo "[quickstart] wrote $OUT/metrics.jsonl, $OUT/curves.png and $OUT/summary.md"
 }
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --steps) [ $# -ge 2 ] || usage; STEPS="$2"; shift 2 ;;
-    --algo) [ $# -ge 2 ] || usage; ALGO="$2"; shift 2 ;;
-    --out) [ $# -ge 2 ] || usage; OUT="$2"; shift 2 ;;
-    -h|--help) usage ;;
-    *) echo "unknown argument: $1" >&2; usage ;;
-  esac
-done
-[[ "$STEPS" =~ ^[1-9][0-9]*$ ]] || { echo "--steps must be a positive integer, got '$STEPS'" >&2; exit 2; }
-[ -f "$ROOT/uec_recipe/config/algo/$ALGO.yaml" ] || {
-  echo "--algo must be one of: $(ls "$ROOT/uec_recipe/config/algo" | sed 's/\.yaml$//' | tr '\n' ' ')" >&2; exit 2; }
 
-source "$ROOT/run_scripts/setup_env.sh"
-source "$ROOT/run_scripts/cpu_overrides.sh"
-eval "$("$PY" -m uec_recipe.demo.build --print-env)"
-
-mkdir -p "$OUT"
-OUT="$(cd "$OUT" && pwd)"
-rm -f "$OUT/metrics.jsonl"
-export VERL_FILE_LOGGER_PATH="$OUT/metrics.jsonl"
-echo "[quickstart] algo=$ALGO steps=$STEPS out=$OUT"
-start=$(date +%s)
-"$PY" -m uec_recipe.main_uec algo="$ALGO" "${CPU_OVERRIDES[@]}" "${DEMO_OVERRIDES[@]}" \
-  actor_rollout_ref.model.path="$DEMO_MODEL" data.train_files="$DEMO_TRAIN" data.val_files="$DEMO_TEST" \
-  trainer.total_training_steps="$STEPS" trainer.test_freq="$STEPS" \
-  trainer.experiment_name="quickstart-$ALGO" trainer.default_local_dir="$OUT/checkpoints" \
-  "${EXTRA_OVERRIDES[@]+"${EXTRA_OVERRIDES[@]}"}"
-echo "[quickstart] training finished in $(( $(date +%s) - start ))s"
-"$PY" -m uec_recipe.summary --metrics "$OUT/metrics.jsonl" --algo "$ALGO" --out "$OUT/summary.md"
-echo "[quickstart] wrote $OUT/metrics.jsonl and $OUT/summary.md"
+main "$@"

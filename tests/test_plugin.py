@@ -23,7 +23,8 @@ print(json.dumps({
     "loaded_at_import": before,
     "adv_estimators": sorted(core_algos.ADV_ESTIMATOR_REGISTRY),
     "agent_loop": agent_loop._agent_loop_registry.get("uec_agent"),
-    "trainer": TRAINER_REGISTRY["uec"].__module__ + "." + TRAINER_REGISTRY["uec"].__name__ if "uec" in TRAINER_REGISTRY else None,
+    "trainer": (TRAINER_REGISTRY["uec"].__module__ + "." + TRAINER_REGISTRY["uec"].__name__)
+    if "uec" in TRAINER_REGISTRY else None,
     "rollout_adapter": rollout_base._ROLLOUT_REGISTRY.get(("hf", "async")),
     "replica": RolloutReplicaRegistry.get("hf").__name__ if "hf" in RolloutReplicaRegistry._registry else None,
     "platform": get_platform().device_name,
@@ -48,7 +49,12 @@ def test_entry_point_is_installed():
 def test_registrations_in_a_fresh_process_with_the_cpu_backend():
     seen = probe(VERL_PLATFORM="cpu")
     # the plugin stays import-light: only its own small modules load inside `import verl`
-    assert set(seen["loaded_at_import"]) <= {"uec_recipe", "uec_recipe.plugin", "uec_recipe.cpu", "uec_recipe.cpu.platform"}
+    assert set(seen["loaded_at_import"]) <= {
+        "uec_recipe",
+        "uec_recipe.plugin",
+        "uec_recipe.cpu",
+        "uec_recipe.cpu.platform",
+    }
     assert "uec" in seen["adv_estimators"]
     assert seen["agent_loop"] == {"_target_": "uec_recipe.rollout.agent_loop.UECAgentLoop"}
     assert seen["trainer"] == "uec_recipe.trainer.UECTrainer"
@@ -61,9 +67,16 @@ def test_registrations_in_a_fresh_process_with_the_cpu_backend():
 def test_without_cpu_backend_the_platform_is_left_alone():
     env = {k: v for k, v in os.environ.items() if k != "VERL_PLATFORM"}
     result = subprocess.run(
-        [sys.executable, "-c", "import verl, sys; from verl.plugin.platform import get_platform;"
-         "print(get_platform().device_name); print('uec_recipe.cpu.platform' in sys.modules)"],
-        capture_output=True, text=True, timeout=180, env=env,
+        [
+            sys.executable,
+            "-c",
+            "import verl, sys; from verl.plugin.platform import get_platform;"
+            "print(get_platform().device_name); print('uec_recipe.cpu.platform' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     device, cpu_module_loaded = result.stdout.split()[-2:]

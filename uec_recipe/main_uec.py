@@ -37,7 +37,9 @@ def check_datasets(config) -> None:
             continue
         for path in [files] if isinstance(files, str) else list(files):
             if not os.path.exists(path):
-                raise FileNotFoundError(f"data.{key}: {path} does not exist (prepare it with python -m data_prep.prepare)")
+                raise FileNotFoundError(
+                    f"data.{key}: {path} does not exist (prepare it with python -m data_prep.prepare)"
+                )
             validate_rl_parquet(path, require_images=None)
 
 

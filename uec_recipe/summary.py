@@ -40,23 +40,53 @@ def read_metrics(path) -> list[dict]:
     return [by_step[s] for s in sorted(by_step)]
 
 
-def first_last(rows: list[dict], key: str):
+def first_last(rows: list[dict], key: str, window: int = 3):
+    """Mean of the first and of the last ``window`` logged values (single steps of a small batch are noisy)."""
     values = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
     if not values:
         return None
-    return values[0], values[-1]
+    window = max(1, min(window, len(values) // 2))
+
+    def describe(part):
+        steps = f"{part[0][0]}" if len(part) == 1 else f"{part[0][0]}-{part[-1][0]}"
+        return sum(v for _, v in part) / len(part), steps
+
+    return describe(values[:window]), describe(values[-window:])
 
 
 def _fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def build_summary(rows: list[dict], algo: str) -> str:
+def passk_table(rows: list[dict]) -> list[str]:
+    """Unbiased pass@k of each validation (logged by the trainer as val-passk/...), with n, T and top_p."""
+    lines = []
+    for row in rows:
+        sources = sorted({k.split("/")[1] for k in row if k.startswith("val-passk/")})
+        for source in sources:
+            prefix = f"val-passk/{source}/"
+            ks = sorted(int(k[len(prefix) + 5 :]) for k in row if k.startswith(prefix + "pass@"))
+            if not lines:
+                lines += ["", "Validation pass@k (unbiased estimator, Chen et al. 2021):", ""]
+                lines += ["| step | benchmark | n | T | top_p | " + " | ".join(f"pass@{k}" for k in ks) + " |"]
+                lines += ["|---" * (5 + len(ks)) + "|"]
+            cells = [
+                str(row["step"]),
+                source,
+                str(int(row[prefix + "n"])),
+                _fmt(row.get(prefix + "temperature")),
+                _fmt(row.get(prefix + "top_p")),
+            ]
+            lines.append("| " + " | ".join(cells + [f"{row[prefix + f'pass@{k}']:.3f}" for k in ks]) + " |")
+    return lines
+
+
+def build_summary(rows: list[dict], algo: str, curves: str | None = None) -> str:
     training = [r for r in rows if r["step"] >= 1 and "training/global_step" in r]
     if not training:
         raise ValueError("no training step found in the metrics (did the run fail before its first step?)")
     lines = [f"# Run summary ({algo})", "", f"Steps trained: {len(training)}", ""]
-    lines += ["| metric | start (step) | end (step) |", "|---|---|---|"]
+    lines += ["| metric | start (steps) | end (steps) |", "|---|---|---|"]
     val_keys = sorted({k for r in rows for k in r if k.startswith("val-core/") and "/acc/" in k})
     tracked = [
         ("training accuracy (regular rollout)", "critic/score/mean"),
@@ -65,9 +95,9 @@ def build_summary(rows: list[dict], algo: str) -> str:
         ("response length (mean tokens)", "response_length/mean"),
     ]
     for label, key in tracked:
-        pair = first_last(rows if key.startswith("val-") else training, key)
+        pair = first_last(rows, key, window=1) if key.startswith("val-") else first_last(training, key)
         if pair:
-            (s0, v0), (s1, v1) = pair
+            (v0, s0), (v1, s1) = pair
             lines.append(f"| {label} | {_fmt(v0)} ({s0}) | {_fmt(v1)} ({s1}) |")
     if any(k.startswith("uec/") for r in training for k in r):
         lines += ["", "UEC-RL stages over the run:", "", "| stage | total |", "|---|---|"]
@@ -78,6 +108,9 @@ def build_summary(rows: list[dict], algo: str) -> str:
         replay_updates = max((r.get("uec/replay_updates_total", 0) for r in training), default=0)
         lines.append(f"| steps that skipped the update (buffer below N0) | {skipped} |")
         lines.append(f"| replay (stabilizer) updates | {int(replay_updates)} |")
+    lines += passk_table(rows)
+    if curves:
+        lines += ["", f"![training curves]({curves})"]
     return "\n".join(lines) + "\n"
 
 
@@ -86,11 +119,12 @@ def main(argv=None) -> int:
     parser.add_argument("--metrics", required=True, help="verl file-logger JSONL (metrics.jsonl)")
     parser.add_argument("--algo", default="uec")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--curves", help="PNG to link from the summary (path relative to it)")
     args = parser.parse_args(argv)
     if not Path(args.metrics).exists():
         print(f"error: {args.metrics} does not exist", file=sys.stderr)
         return 2
-    text = build_summary(read_metrics(args.metrics), args.algo)
+    text = build_summary(read_metrics(args.metrics), args.algo, args.curves)
     Path(args.out).write_text(text)
     print(text)
     return 0

@@ -43,6 +43,7 @@ from uec_recipe.algo.buffers import BufferedRow, FifoBuffer, fifo_capacity, sele
 from uec_recipe.algo.config import UECConfig, load_and_validate, update_batch_rows
 from uec_recipe.algo.difficulty import difficult_groups, group_rows, sequence_advantages, sequence_scores
 from uec_recipe.algo.retention import admit_to_replay, keep_exploration, keep_regular, overlong_positive
+from uec_recipe.eval.passk import validation_passk_metrics
 from uec_recipe.rollout.agent_loop import TEMPERATURE_COLUMN
 
 logger = logging.getLogger(__name__)
@@ -149,10 +150,13 @@ class UECTrainer(PPOTrainerSync):
                 self._replay_update(replayed, metrics, timing_raw)
 
         metrics.update(
-            self._uec_metrics(regular_data, difficult, exploration_data, kept_regular, kept_exploration,
-                              update_rows, replayed)
+            self._uec_metrics(
+                regular_data, difficult, exploration_data, kept_regular, kept_exploration, update_rows, replayed
+            )
         )
-        return KVBatchMeta(partition_id=PARTITION, keys=to_clear or [_NOTHING_TO_CLEAR], tags=[{}] * max(1, len(to_clear)))
+        return KVBatchMeta(
+            partition_id=PARTITION, keys=to_clear or [_NOTHING_TO_CLEAR], tags=[{}] * max(1, len(to_clear))
+        )
 
     def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
         # verl computes its data metrics (score, response length, advantages) over the batch step() returns; under
@@ -162,6 +166,26 @@ class UECTrainer(PPOTrainerSync):
         super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
         print(progress_line(metrics, global_steps, self.total_training_steps), flush=True)
 
+    def _val_metrics_update(
+        self, data_sources, sample_uids, reward_extra_infos_dict, sample_turns, expected_acc_counts=None
+    ):
+        # verl reports best@k, a with-replacement bootstrap that is biased low; add the unbiased pass@k and
+        # pass^k (Chen et al. 2021) of the same validation samples, with the sampling settings beside them.
+        metrics = super()._val_metrics_update(
+            data_sources, sample_uids, reward_extra_infos_dict, sample_turns, expected_acc_counts
+        )
+        val_kwargs = self.config.actor_rollout_ref.rollout.val_kwargs
+        metrics.update(
+            validation_passk_metrics(
+                data_sources,
+                sample_uids,
+                reward_extra_infos_dict,
+                expected_acc_counts,
+                temperature=val_kwargs.temperature,
+                top_p=val_kwargs.top_p,
+            )
+        )
+        return metrics
 
     # ---- the stages ---------------------------------------------------------------------------------------------
 
@@ -199,7 +223,9 @@ class UECTrainer(PPOTrainerSync):
         tu.assign_non_tensor_stack(explore, "__rollout_n__", [int(self.uec.exploration.n)] * len(rows))
         tu.assign_non_tensor_stack(explore, TEMPERATURE_COLUMN, [float(self.uec.exploration.temperature)] * len(rows))
         self._submit_batch_to_rollout(explore)
-        sampled, _ = self.replay_buffer.sample(global_steps=self.global_steps, partition_id=PARTITION, batch_size=len(rows))
+        sampled, _ = self.replay_buffer.sample(
+            global_steps=self.global_steps, partition_id=PARTITION, batch_size=len(rows)
+        )
         return sampled
 
     def _retain(self, meta: KVBatchMeta, data: DataProto, exploration: bool) -> list[BufferedRow]:
@@ -273,8 +299,9 @@ class UECTrainer(PPOTrainerSync):
                 metrics[f"uec/entropy_{name}"] = entropies / tokens
         return metrics
 
-    def _uec_metrics(self, regular_data, difficult, exploration_data, kept_regular, kept_exploration, update_rows,
-                     replayed) -> dict:
+    def _uec_metrics(
+        self, regular_data, difficult, exploration_data, kept_regular, kept_exploration, update_rows, replayed
+    ) -> dict:
         metrics = {
             "uec/difficult_prompts": len(difficult),
             "uec/regular_samples": len(regular_data),
@@ -286,6 +313,7 @@ class UECTrainer(PPOTrainerSync):
             "uec/update_ran": int(bool(update_rows)),
             "uec/update_rows": len(update_rows),
             "uec/update_exploration_rows": sum(row.exploration for row in update_rows),
+            "uec/trained_response_tokens": sum(row.tag["response_len"] for row in update_rows + replayed),
             "uec/replay_buffer_size": len(self.replay_buffer_rows),
             "uec/replay_rows": len(replayed),
             "uec/replay_updates_total": self.replay_updates,
@@ -296,7 +324,9 @@ class UECTrainer(PPOTrainerSync):
         if exploration_data is not None:
             scores = sequence_scores(exploration_data)
             groups = group_rows(exploration_data.non_tensor_batch["uid"])
-            metrics["uec/difficult_solved_by_exploration"] = sum(bool((scores[rows] > 0).any()) for rows in groups.values())
+            metrics["uec/difficult_solved_by_exploration"] = sum(
+                bool((scores[rows] > 0).any()) for rows in groups.values()
+            )
             metrics["uec/exploration_accuracy"] = float((scores > 0).float().mean())
         return metrics
 

@@ -25,8 +25,11 @@ def rollout(groups: dict[str, list[float]], response_len: int = 3) -> DataProto:
     token_scores = torch.zeros(len(scores), response_len)
     token_scores[:, -1] = torch.tensor(scores)
     return DataProto.from_dict(
-        tensors={"token_level_scores": token_scores, "token_level_rewards": token_scores,
-                 "response_mask": torch.ones(len(scores), response_len)},
+        tensors={
+            "token_level_scores": token_scores,
+            "token_level_rewards": token_scores,
+            "response_mask": torch.ones(len(scores), response_len),
+        },
         non_tensors={"uid": np.array(uids, dtype=object)},
     )
 
@@ -34,7 +37,8 @@ def rollout(groups: dict[str, list[float]], response_len: int = 3) -> DataProto:
 def with_advantages(data: DataProto) -> DataProto:
     estimator = core_algos.get_adv_estimator_fn("uec")
     adv, _ = estimator(
-        token_level_rewards=data.batch["token_level_rewards"], response_mask=data.batch["response_mask"],
+        token_level_rewards=data.batch["token_level_rewards"],
+        response_mask=data.batch["response_mask"],
         index=data.non_tensor_batch["uid"],
     )
     data.batch["advantages"] = adv
@@ -88,7 +92,9 @@ def test_overlong_positive_and_replay_admission():
 
 
 def rows(n, start=0):
-    return [BufferedRow(key=f"k{i}", tag={}, advantage=float(i), exploration=False, step=0) for i in range(start, start + n)]
+    return [
+        BufferedRow(key=f"k{i}", tag={}, advantage=float(i), exploration=False, step=0) for i in range(start, start + n)
+    ]
 
 
 def test_fifo_buffer_evicts_oldest_first_and_pops_in_order():

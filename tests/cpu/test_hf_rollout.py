@@ -21,14 +21,19 @@ def server(random_tiny_model):
 
 
 def prompt_ids(server, text="What is 1 + 2?"):
-    rendered = server.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
+    rendered = server.tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+    )
     return server.tokenizer(rendered, add_special_tokens=False)["input_ids"]
 
 
 def generate_all(server, requests):
     async def run():
         return await asyncio.gather(
-            *[server.generate(prompt_ids=ids, sampling_params=params, request_id=str(i)) for i, (ids, params) in enumerate(requests)]
+            *[
+                server.generate(prompt_ids=ids, sampling_params=params, request_id=str(i))
+                for i, (ids, params) in enumerate(requests)
+            ]
         )
 
     return asyncio.run(run())

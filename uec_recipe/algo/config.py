@@ -111,8 +111,13 @@ def validate(uec: UECConfig, config=None) -> list[str]:
         problems.append(f"uec.{key}={value!r}: {allowed}")
 
     ex, rt, bb, rp = uec.exploration, uec.retention, uec.batch_buffer, uec.replay
-    for key, value in [("enable", uec.enable), ("exploration.enable", ex.enable), ("retention.enable", rt.enable),
-                       ("replay.enable", rp.enable), ("exploration.drop_overlong_positive", ex.drop_overlong_positive)]:
+    for key, value in [
+        ("enable", uec.enable),
+        ("exploration.enable", ex.enable),
+        ("retention.enable", rt.enable),
+        ("replay.enable", rp.enable),
+        ("exploration.drop_overlong_positive", ex.drop_overlong_positive),
+    ]:
         if not isinstance(value, bool):
             bad(key, value, "must be true or false")
     if not isinstance(ex.n, int) or isinstance(ex.n, bool) or ex.n < 2:
@@ -126,7 +131,11 @@ def validate(uec: UECConfig, config=None) -> list[str]:
     if not _is_number(rt.regular_abs_adv) or rt.regular_abs_adv < 0:
         bad("retention.regular_abs_adv", rt.regular_abs_adv, "must be a number >= 0 (reference 0.05)")
     if not _is_number(bb.capacity_multiple) or bb.capacity_multiple < 1:
-        bad("batch_buffer.capacity_multiple", bb.capacity_multiple, "must be >= 1 (the buffer must hold one update batch N0)")
+        bad(
+            "batch_buffer.capacity_multiple",
+            bb.capacity_multiple,
+            "must be >= 1 (the buffer must hold one update batch N0)",
+        )
     if rp.admission not in REPLAY_ADMISSION_RULES:
         bad("replay.admission", rp.admission, f"must be one of {REPLAY_ADMISSION_RULES}")
     if not _is_number(rp.adv_threshold) or rp.adv_threshold < 0:
@@ -136,9 +145,12 @@ def validate(uec: UECConfig, config=None) -> list[str]:
     if not isinstance(rp.frequency, int) or isinstance(rp.frequency, bool) or rp.frequency < 1:
         bad("replay.frequency", rp.frequency, "must be an integer >= 1 (reference f_replay = 5)")
     if uec.logprob_temperature not in LOGPROB_TEMPERATURE_MODES:
-        bad("logprob_temperature", uec.logprob_temperature,
+        bad(
+            "logprob_temperature",
+            uec.logprob_temperature,
             f"must be one of {LOGPROB_TEMPERATURE_MODES}; for an importance-weight correction of the T' samples "
-            "use verl's algorithm.rollout_correction instead")
+            "use verl's algorithm.rollout_correction instead",
+        )
     if uec.n0 is not None and (not isinstance(uec.n0, int) or isinstance(uec.n0, bool) or uec.n0 < 1):
         bad("n0", uec.n0, "must be null (= train_batch_size x rollout.n) or an integer >= 1")
 
@@ -172,6 +184,8 @@ def _validate_against_trainer(uec: UECConfig, config) -> list[str]:
             f"actor.ppo_mini_batch_size*rollout.n) = {multiple}; change uec.n0, data.train_batch_size or "
             "actor.ppo_mini_batch_size"
         )
+    else:
+        problems.extend(_micro_batch_problems(n0, config))
     if int(config.actor_rollout_ref.rollout.n) < 2:
         problems.append(
             f"actor_rollout_ref.rollout.n={config.actor_rollout_ref.rollout.n}: UEC-RL needs groups of >= 2 samples "
@@ -179,7 +193,8 @@ def _validate_against_trainer(uec: UECConfig, config) -> list[str]:
         )
     if config.actor_rollout_ref.rollout.agent.default_agent_loop != "uec_agent" and uec.exploration.enable:
         problems.append(
-            f"actor_rollout_ref.rollout.agent.default_agent_loop={config.actor_rollout_ref.rollout.agent.default_agent_loop!r}: "
+            "actor_rollout_ref.rollout.agent.default_agent_loop="
+            f"{config.actor_rollout_ref.rollout.agent.default_agent_loop!r}: "
             "exploration needs the per-row temperature agent loop; set it to 'uec_agent'"
         )
     if config.trainer.v1.trainer_mode != "uec":
@@ -191,6 +206,41 @@ def _validate_against_trainer(uec: UECConfig, config) -> list[str]:
             "algorithm.filter_groups.enable=True: UEC-RL filters groups itself (selective retention); "
             "verl's DAPO group filter would discard the difficult prompts before exploration sees them"
         )
+    return problems
+
+
+def _micro_batch_problems(n0: int, config) -> list[str]:
+    """Each rank's share of an N0 update must split into whole micro-batches (verl asserts this mid-run)."""
+    problems = []
+    dp = int(config.trainer.n_gpus_per_node) * int(config.trainer.nnodes)
+    arr = config.actor_rollout_ref
+    checks = [
+        (
+            "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu",
+            arr.rollout.get("log_prob_micro_batch_size_per_gpu"),
+            arr.rollout.get("log_prob_use_dynamic_bsz", False),
+            n0 // dp,
+        ),
+        (
+            "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu",
+            arr.ref.get("log_prob_micro_batch_size_per_gpu"),
+            arr.ref.get("log_prob_use_dynamic_bsz", False),
+            n0 // dp,
+        ),
+        (
+            "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu",
+            arr.actor.get("ppo_micro_batch_size_per_gpu"),
+            arr.actor.get("use_dynamic_bsz", False),
+            int(arr.actor.ppo_mini_batch_size) * int(arr.rollout.n) // dp,
+        ),
+    ]
+    for key, micro, dynamic, rows_per_rank in checks:
+        if micro and not dynamic and rows_per_rank % int(micro) != 0:
+            problems.append(
+                f"{key}={micro}: each data-parallel rank gets {rows_per_rank} rows per UEC update (N0={n0}), "
+                "which must be a multiple of the micro-batch size; "
+                f"pick a divisor of {rows_per_rank} or enable dynamic batch size"
+            )
     return problems
 
 

@@ -37,5 +37,7 @@ def difficult_groups(data: DataProto, score_threshold: float = 0.01) -> list[str
     """
     scores = sequence_scores(data)
     return [
-        uid for uid, rows in group_rows(data.non_tensor_batch["uid"]).items() if bool((scores[rows] < score_threshold).all())
+        uid
+        for uid, rows in group_rows(data.non_tensor_batch["uid"]).items()
+        if bool((scores[rows] < score_threshold).all())
     ]

@@ -23,7 +23,9 @@ def keep_exploration(advantages: torch.Tensor, rule: str = "positive") -> torch.
     raise ValueError(f"unknown exploration retention rule {rule!r}; use 'positive' or 'abs_gt_1'")
 
 
-def overlong_positive(advantages: torch.Tensor, response_lengths: torch.Tensor, max_response_length: int) -> torch.Tensor:
+def overlong_positive(
+    advantages: torch.Tensor, response_lengths: torch.Tensor, max_response_length: int
+) -> torch.Tensor:
     """Rows that hit the response-length limit and still got Â > 0 (dropped by the released code)."""
     return (response_lengths >= max_response_length) & (advantages > 0)
 

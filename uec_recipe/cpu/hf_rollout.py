@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 # Environment variable naming a JSONL file to which the server appends one line per request (the sampling
 # parameters it actually used). Tests and demos read it to prove which temperature reached the rollout.
 REQUEST_LOG_ENV = "UEC_ROLLOUT_REQUEST_LOG"
+# Diagnostic switch: the server keeps its initial weights and ignores every sync. Used as the negative control
+# showing that, normally, the rollout generates with the trainer's updated weights.
+FREEZE_WEIGHTS_ENV = "UEC_ROLLOUT_FREEZE_WEIGHTS"
 MAX_BATCH_ROWS = 512
 
 
@@ -347,18 +350,25 @@ class HFGenerationServer:
 
     def update_weights(self, state_dict: dict[str, torch.Tensor], global_steps: Optional[int] = None) -> int:
         """Load the trainer's weights; returns the number of tensors loaded."""
+        if os.environ.get(FREEZE_WEIGHTS_ENV, "0") == "1":
+            state_dict = {}
         with self._generate_lock:
             missing, unexpected = self.model.load_state_dict(state_dict, strict=False)
             # Tied embeddings appear once in the trainer's state dict; anything else missing is a real mismatch.
             missing = [name for name in missing if "lm_head" not in name]
-            if missing or unexpected:
+            if state_dict and (missing or unexpected):
                 raise RuntimeError(f"weight sync mismatch: missing={missing[:5]} unexpected={unexpected[:5]}")
             self.model.eval()
         if global_steps is not None:
             self.global_steps = global_steps
         self._occurrences.clear()
-        self._append_log({"event": "update_weights", "global_steps": self.global_steps,
-                          "weights_checksum": weights_checksum(self.model)})
+        self._append_log(
+            {
+                "event": "update_weights",
+                "global_steps": self.global_steps,
+                "weights_checksum": weights_checksum(self.model),
+            }
+        )
         return len(state_dict)
 
     def set_global_steps(self, global_steps: int):

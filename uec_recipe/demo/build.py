@@ -85,6 +85,10 @@ class DemoArtifacts:
         return self.root / "warm_start.json"
 
 
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("UEC_CACHE_DIR", Path.home() / ".cache" / "uec-rl"))
 
@@ -136,7 +140,7 @@ def build_tokenizer(out_dir, vocab_size: int = 400, seed: int = 7):
     for _ in range(3000):
         question, total = digit_sum_problem(rng.randint(1, MAX_LEVEL), rng)
         corpus.append(f"user\n{question}\nassistant\n{answer_text(total)}")
-    corpus.append("Let's think step by step and output the final answer after \"####\". \\boxed{} system")
+    corpus.append('Let\'s think step by step and output the final answer after "####". \\boxed{} system')
 
     tokenizer = Tokenizer(models.BPE(unk_token=None))
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
@@ -199,7 +203,7 @@ def encode_example(tokenizer, question: str, answer: str) -> tuple[list[int], in
     return prompt_ids + answer_ids, len(prompt_ids)
 
 
-def warm_start(model, tokenizer, settings: DemoSettings, log=print) -> dict:
+def warm_start(model, tokenizer, settings: DemoSettings, log=_log) -> dict:
     """Supervised warm start on the digit-sum ladder (AdamW, linear warm-up then cosine decay)."""
     import torch
 
@@ -239,7 +243,10 @@ def warm_start(model, tokenizer, settings: DemoSettings, log=print) -> dict:
         optimizer.step()
         loss_value = loss.item()
         if step % 100 == 0 or step == settings.warm_start_steps - 1:
-            log(f"  warm start step {step + 1}/{settings.warm_start_steps}  loss {loss_value:.4f}  ({time.time() - started:.0f}s)")
+            log(
+                f"  warm start step {step + 1}/{settings.warm_start_steps}  loss {loss_value:.4f}"
+                f"  ({time.time() - started:.0f}s)"
+            )
     model.eval()
     return {"final_loss": loss_value, "seconds": round(time.time() - started, 1)}
 
@@ -278,7 +285,7 @@ def _write_parquet(rows: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def build_demo(settings: DemoSettings = DemoSettings(), root: Path | None = None, log=print) -> DemoArtifacts:
+def build_demo(settings: DemoSettings = DemoSettings(), root: Path | None = None, log=_log) -> DemoArtifacts:
     """Build (or reuse from the cache) the demo model and data; returns where they are."""
     import torch
 
@@ -305,7 +312,9 @@ def build_demo(settings: DemoSettings = DemoSettings(), root: Path | None = None
         tokenizer.save_pretrained(staging / "model")
 
         rng = random.Random(settings.seed + 2)
-        _write_parquet(rl_rows(settings.train_levels, settings.train_prompts, rng, "train"), staging / "data" / "train.parquet")
+        _write_parquet(
+            rl_rows(settings.train_levels, settings.train_prompts, rng, "train"), staging / "data" / "train.parquet"
+        )
         test_levels = [lvl for lvl in settings.test_levels for _ in range(settings.test_prompts_per_level)]
         _write_parquet(rl_rows(test_levels, len(test_levels), rng, "test"), staging / "data" / "test.parquet")
         (staging / "warm_start.json").write_text(json.dumps(report, indent=2))
@@ -315,17 +324,24 @@ def build_demo(settings: DemoSettings = DemoSettings(), root: Path | None = None
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    ladder = ", ".join(f"L{k}:{v:.2f}" for k, v in json.loads(artifacts.report_file.read_text())["greedy_accuracy_by_level"].items())
-    log(f"[demo] warm start done in {report['seconds']}s, final loss {report['final_loss']:.4f}; greedy accuracy {ladder}")
+    ladder = ", ".join(
+        f"L{k}:{v:.2f}" for k, v in json.loads(artifacts.report_file.read_text())["greedy_accuracy_by_level"].items()
+    )
+    log(
+        f"[demo] warm start done in {report['seconds']}s, final loss {report['final_loss']:.4f}; "
+        f"greedy accuracy {ladder}"
+    )
     return artifacts
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", help="build into this folder instead of the cache")
-    parser.add_argument("--print-env", action="store_true", help="print shell assignments DEMO_MODEL=... DEMO_TRAIN=... DEMO_TEST=...")
+    parser.add_argument(
+        "--print-env", action="store_true", help="print shell assignments DEMO_MODEL=... DEMO_TRAIN=... DEMO_TEST=..."
+    )
     args = parser.parse_args(argv)
-    log = (lambda msg: print(msg, file=sys.stderr)) if args.print_env else print
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.print_env else _log
     artifacts = build_demo(root=Path(args.root) if args.root else None, log=log)
     if args.print_env:
         print(f"DEMO_MODEL={artifacts.model_dir}\nDEMO_TRAIN={artifacts.train_file}\nDEMO_TEST={artifacts.test_file}")

@@ -1,0 +1,144 @@
+"""UEC-RL's cost against GRPO, side by side in one invocation, on the CPU default task.
+
+    .venv/bin/python bench/step_cost.py [--steps 10] [--rounds 1] [--algos uec grpo] [--out outputs/bench]
+
+Each round runs the quickstart once per algorithm, alternating, with the same seed and step count. Reported per
+algorithm (mean over rounds): the quickstart's wall time and peak memory (RSS summed over the whole process
+tree: driver, Ray and its workers; shared pages are counted once per process, so this overstates), the mean
+step time after the first step (which includes worker warm-up), time per trained response token, and the mean
+time of each stage verl and the recipe time (``timing_s/*``). The UEC/GRPO ratios are printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from uec_recipe.summary import read_metrics  # noqa: E402
+
+STAGES = [
+    "gen",
+    "gen_explore",
+    "adv",
+    "old_log_prob",
+    "ref",
+    "update_actor",
+    "uec_replay/update_actor",
+    "uec_bookkeeping",
+    "update_weights",
+    "step",
+]
+
+
+def tree_rss(root: psutil.Process) -> int:
+    total = 0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            total += process.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def run_once(algo: str, steps: int, out: Path) -> dict:
+    script = str(REPO / "run_scripts/quickstart_cpu.sh")
+    cmd = ["bash", script, "--algo", algo, "--steps", str(steps), "--out", str(out)]
+    started = time.time()
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak = [0]
+    root = psutil.Process(process.pid)
+
+    def sample():
+        while process.poll() is None:
+            peak[0] = max(peak[0], tree_rss(root))
+            time.sleep(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, stderr = process.communicate()
+    sampler.join()
+    if process.returncode != 0:
+        raise SystemExit(f"{algo} run failed:\n{stderr[-3000:]}")
+    rows = [r for r in read_metrics(out / "metrics.jsonl") if r["step"] >= 1]
+    later = rows[1:] or rows
+    stage_means = {s: statistics.mean(r.get(f"timing_s/{s}", 0.0) for r in later) for s in STAGES}
+    if algo == "uec":
+        tokens = [r["uec/trained_response_tokens"] for r in later]
+    else:  # every generated row is trained; rows = batch tokens / mean row length
+        tokens = []
+        for r in later:
+            rows = r["perf/total_num_tokens"] / (r["prompt_length/mean"] + r["response_length/mean"])
+            tokens.append(rows * r["response_length/mean"])
+    return {
+        "wall_s": time.time() - started,
+        "peak_rss_gb": peak[0] / 2**30,
+        "step_s": stage_means["step"],
+        "stages": stage_means,
+        "trained_tokens_per_step": statistics.mean(tokens),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--algos", nargs="+", default=["uec", "grpo"])
+    parser.add_argument("--out", default=str(REPO / "outputs" / "bench"))
+    args = parser.parse_args(argv)
+
+    results: dict[str, list[dict]] = {a: [] for a in args.algos}
+    for round_index in range(args.rounds):
+        for algo in args.algos:
+            print(f"[bench] round {round_index + 1}/{args.rounds}: {algo}, {args.steps} steps", flush=True)
+            results[algo].append(run_once(algo, args.steps, Path(args.out) / f"{algo}-{round_index}"))
+
+    summary = {}
+    for algo, runs in results.items():
+        summary[algo] = {
+            "wall_s": statistics.mean(r["wall_s"] for r in runs),
+            "peak_rss_gb": max(r["peak_rss_gb"] for r in runs),
+            "step_s": statistics.mean(r["step_s"] for r in runs),
+            "trained_tokens_per_step": statistics.mean(r["trained_tokens_per_step"] for r in runs),
+            "stages": {s: statistics.mean(r["stages"][s] for r in runs) for s in STAGES},
+        }
+    print(f"\n{'':28s}" + "".join(f"{a:>12s}" for a in args.algos))
+    for label, key in [
+        ("quickstart wall (s)", "wall_s"),
+        ("peak RSS, process tree (GB)", "peak_rss_gb"),
+        ("step time, steps 2.. (s)", "step_s"),
+        ("trained tokens / step", "trained_tokens_per_step"),
+    ]:
+        print(f"{label:28s}" + "".join(f"{summary[a][key]:12.2f}" for a in args.algos))
+    for stage in STAGES[:-1]:
+        print(f"  stage {stage:21s}" + "".join(f"{summary[a]['stages'][stage]:12.3f}" for a in args.algos))
+    for algo in args.algos:
+        s = summary[algo]
+        tokens = s["trained_tokens_per_step"]
+        s["s_per_trained_token"] = s["step_s"] / tokens if tokens else float("nan")
+        print(
+            f"{algo}: {1000 * s['s_per_trained_token']:.2f} ms per trained token; "
+            f"bookkeeping {100 * s['stages']['uec_bookkeeping'] / s['step_s']:.2f}% of the step"
+        )
+    if "uec" in summary and "grpo" in summary:
+        uec, grpo = summary["uec"], summary["grpo"]
+        print(
+            f"\nratio UEC/GRPO: step time {uec['step_s'] / grpo['step_s']:.2f}x, "
+            f"time per trained token {uec['s_per_trained_token'] / grpo['s_per_trained_token']:.2f}x"
+        )
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "step_cost.json").write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""The uec section: defaults are the paper's, every bad value is rejected with a message naming the key."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from uec_recipe.algo.config import UECConfig, UECConfigError, load_and_validate, validate
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def composed(*overrides):
+    with initialize_config_module(config_module="uec_recipe.config", version_base=None):
+        return compose(config_name="uec_trainer", overrides=list(overrides))
+
+
+def test_defaults_are_the_reference_settings():
+    config = composed()
+    uec = load_and_validate(config)
+    assert (uec.exploration.n, uec.exploration.temperature, uec.exploration.retention) == (20, 1.2, "positive")
+    assert uec.retention.regular_abs_adv == 0.05 and uec.batch_buffer.capacity_multiple == 2
+    assert (uec.replay.adv_threshold, uec.replay.capacity_multiple, uec.replay.frequency) == (1.0, 2.0, 5)
+    assert config.data.train_batch_size == 512 and config.actor_rollout_ref.rollout.n == 5
+    assert config.actor_rollout_ref.actor.optim.lr == 1e-6 and config.actor_rollout_ref.actor.kl_loss_coef == 0.01
+    assert config.algorithm.adv_estimator == "uec"
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("uec.exploration.n=1", "uec.exploration.n=1"),
+        ("uec.exploration.temperature=0", "uec.exploration.temperature=0"),
+        ("uec.exploration.retention=all", "uec.exploration.retention='all'"),
+        ("uec.exploration.difficulty_threshold=2", "uec.exploration.difficulty_threshold=2"),
+        ("uec.retention.regular_abs_adv=-1", "uec.retention.regular_abs_adv=-1"),
+        ("uec.batch_buffer.capacity_multiple=0.5", "uec.batch_buffer.capacity_multiple=0.5"),
+        ("uec.replay.admission=lt", "uec.replay.admission='lt'"),
+        ("uec.replay.adv_threshold=-0.5", "uec.replay.adv_threshold=-0.5"),
+        ("uec.replay.capacity_multiple=0.5", "uec.replay.capacity_multiple=0.5"),
+        ("uec.replay.frequency=0", "uec.replay.frequency=0"),
+        ("uec.logprob_temperature=sampling", "uec.logprob_temperature='sampling'"),
+        ("uec.n0=100", "uec.n0=100"),
+        ("actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=7", "log_prob_micro_batch_size_per_gpu=7"),
+        ("actor_rollout_ref.rollout.n=1", "actor_rollout_ref.rollout.n=1"),
+        (
+            "actor_rollout_ref.rollout.agent.default_agent_loop=single_turn_agent",
+            "default_agent_loop='single_turn_agent'",
+        ),
+        ("algorithm.filter_groups.enable=True", "algorithm.filter_groups.enable=True"),
+        ("+uec.exploration.temprature=1.3", "uec.exploration.temprature: unknown key"),
+    ],
+)
+def test_each_bad_value_is_named(override, key):
+    with pytest.raises(UECConfigError) as error:
+        load_and_validate(composed(override))
+    assert key in str(error.value)
+
+
+def test_all_problems_are_reported_at_once():
+    problems = validate(
+        UECConfig.from_mapping({"exploration": {"n": 0, "temperature": -1}, "replay": {"frequency": 0}})
+    )
+    assert len(problems) == 3
+
+
+def test_bad_config_fails_before_ray_starts(tmp_path):
+    env = {**os.environ, "UEC_DRY_RUN": "0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "uec_recipe.main_uec", "uec.exploration.temperature=-1"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert "uec.exploration.temperature=-1" in result.stderr and "ray init" not in result.stdout.lower()
+
+
+def test_dry_run_composes_the_cpu_demo_configuration(demo):
+    script = (
+        f"source {REPO}/run_scripts/cpu_overrides.sh && UEC_DRY_RUN=1 {sys.executable} -m uec_recipe.main_uec "
+        f'"${{CPU_OVERRIDES[@]}}" "${{DEMO_OVERRIDES[@]}}" actor_rollout_ref.model.path={demo.model_dir} '
+        f"data.train_files={demo.train_file} data.val_files={demo.test_file}"
+    )
+    result = subprocess.run(["bash", "-c", f"ROOT={REPO}; {script}"], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "dry run" in result.stderr
+    assert "name: hf" in result.stdout and "trainer_mode: uec" in result.stdout
