@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CPU quickstart: trains the embedded digit-sum policy with the real verl trainer on CPU.
-#   bash run_scripts/quickstart_cpu.sh [--steps N] [--algo NAME] [--out DIR] [-- hydra overrides...]
+#   bash run_scripts/quickstart_cpu.sh [--steps N] [--algo NAME] [--task text|vlm] [--out DIR] [-- hydra overrides...]
 # Creates .venv on first use, builds (or reuses) the tiny model and data, trains, and writes
 # DIR/metrics.jsonl (verl's metrics, one line per step), DIR/curves.png and DIR/summary.md.
 set -euo pipefail
@@ -12,16 +12,19 @@ main() {
 
   STEPS=20
   ALGO=uec
+  TASK=text
   OUT="$ROOT/outputs/quickstart"
   EXTRA_OVERRIDES=()
   usage() {
-    echo "usage: bash run_scripts/quickstart_cpu.sh [--steps N] [--algo NAME] [--out DIR] [-- hydra overrides...]" >&2
+    echo "usage: bash run_scripts/quickstart_cpu.sh [--steps N] [--algo NAME] [--task text|vlm] [--out DIR]" \
+      "[-- hydra overrides...]" >&2
     exit 2
   }
   while [ $# -gt 0 ]; do
     case "$1" in
       --steps) [ $# -ge 2 ] || usage; STEPS="$2"; shift 2 ;;
       --algo) [ $# -ge 2 ] || usage; ALGO="$2"; shift 2 ;;
+      --task) [ $# -ge 2 ] || usage; TASK="$2"; shift 2 ;;
       --out) [ $# -ge 2 ] || usage; OUT="$2"; shift 2 ;;
       --) shift; EXTRA_OVERRIDES=("$@"); break ;;
       -h|--help) usage ;;
@@ -32,9 +35,19 @@ main() {
   [ -f "$ROOT/uec_recipe/config/algo/$ALGO.yaml" ] || {
     echo "--algo must be one of: $(ls "$ROOT/uec_recipe/config/algo" | sed 's/\.yaml$//' | tr '\n' ' ')" >&2; exit 2; }
 
+  case "$TASK" in text|vlm) ;; *) echo "--task must be text or vlm, got '$TASK'" >&2; exit 2 ;; esac
+
   source "$ROOT/run_scripts/setup_env.sh"
   source "$ROOT/run_scripts/cpu_overrides.sh"
-  eval "$("$PY" -m uec_recipe.demo.build --print-env)"
+  TASK_OVERRIDES=()
+  if [ "$TASK" = vlm ]; then
+    # the tiny vision-language policy and the synthetic Geometry3K-format task (uec_recipe/demo/vlm.py)
+    source "$ROOT/run_scripts/vlm_overrides.sh"
+    TASK_OVERRIDES=("${VLM_OVERRIDES[@]}")
+    eval "$("$PY" -m uec_recipe.demo.vlm --print-env)"
+  else
+    eval "$("$PY" -m uec_recipe.demo.build --print-env)"
+  fi
 
   mkdir -p "$OUT"
   OUT="$(cd "$OUT" && pwd)"
@@ -43,9 +56,10 @@ main() {
   echo "[quickstart] algo=$ALGO steps=$STEPS out=$OUT"
   start=$(date +%s)
   "$PY" -m uec_recipe.main_uec algo="$ALGO" "${CPU_OVERRIDES[@]}" "${DEMO_OVERRIDES[@]}" \
+    "${TASK_OVERRIDES[@]+"${TASK_OVERRIDES[@]}"}" \
     actor_rollout_ref.model.path="$DEMO_MODEL" data.train_files="$DEMO_TRAIN" data.val_files="$DEMO_TEST" \
     trainer.total_training_steps="$STEPS" trainer.test_freq="$STEPS" \
-    trainer.experiment_name="quickstart-$ALGO" trainer.default_local_dir="$OUT/checkpoints" \
+    trainer.experiment_name="quickstart-$TASK-$ALGO" trainer.default_local_dir="$OUT/checkpoints" \
     "${EXTRA_OVERRIDES[@]+"${EXTRA_OVERRIDES[@]}"}"
   echo "[quickstart] training finished in $(( $(date +%s) - start ))s"
   "$PY" -m uec_recipe.eval.curves --run "$ALGO=$OUT/metrics.jsonl" --out "$OUT/curves.png" \

@@ -58,11 +58,16 @@ def _fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def data_source_of(key: str, suffix_parts: int) -> str:
+    """The data source inside a validation metric name (data sources may contain '/')."""
+    return key.split("/", 1)[1].rsplit("/", suffix_parts)[0]
+
+
 def passk_table(rows: list[dict]) -> list[str]:
     """Unbiased pass@k of each validation (logged by the trainer as val-passk/...), with n, T and top_p."""
     lines = []
     for row in rows:
-        sources = sorted({k.split("/")[1] for k in row if k.startswith("val-passk/")})
+        sources = sorted({data_source_of(k, 1) for k in row if k.startswith("val-passk/")})
         for source in sources:
             prefix = f"val-passk/{source}/"
             ks = sorted(int(k[len(prefix) + 5 :]) for k in row if k.startswith(prefix + "pass@"))
@@ -90,7 +95,7 @@ def build_summary(rows: list[dict], algo: str, curves: str | None = None) -> str
     val_keys = sorted({k for r in rows for k in r if k.startswith("val-core/") and "/acc/" in k})
     tracked = [
         ("training accuracy (regular rollout)", "critic/score/mean"),
-        *[(f"validation {k.split('/')[1]} {k.split('/')[-1]}", k) for k in val_keys],
+        *[(f"validation {data_source_of(k, 2)} {k.split('/')[-1]}", k) for k in val_keys],
         ("entropy (actor/entropy)", "actor/entropy"),
         ("response length (mean tokens)", "response_length/mean"),
     ]

@@ -352,7 +352,11 @@ def progress_line(metrics: dict, step: int, total_steps: int) -> str:
             "update " + ("ran" if metrics["uec/update_ran"] else "skipped"),
             f"replay {metrics['uec/replay_rows']} rows (buffer {metrics['uec/replay_buffer_size']})",
         ]
-    val = [f"{k.split('/')[1]} {v:.3f}" for k, v in metrics.items() if k.startswith("val-core/") and "/acc/mean" in k]
+    val = [
+        f"{k.split('/', 1)[1].rsplit('/', 2)[0]} {k.rsplit('/', 1)[1]} {v:.3f}"
+        for k, v in metrics.items()
+        if k.startswith("val-core/") and "/acc/mean" in k
+    ]
     if val:
         parts.append("val " + ", ".join(val))
     return " | ".join(parts)

@@ -42,7 +42,9 @@ REQUEST_LOG_ENV = "UEC_ROLLOUT_REQUEST_LOG"
 # Diagnostic switch: the server keeps its initial weights and ignores every sync. Used as the negative control
 # showing that, normally, the rollout generates with the trainer's updated weights.
 FREEZE_WEIGHTS_ENV = "UEC_ROLLOUT_FREEZE_WEIGHTS"
-MAX_BATCH_ROWS = 512
+# Requests generated together at most; UEC_ROLLOUT_MAX_BATCH=1 serves one request at a time (bench/rollout_batching.py
+# compares the two).
+MAX_BATCH_ROWS = int(os.environ.get("UEC_ROLLOUT_MAX_BATCH", "512"))
 
 
 @dataclass
@@ -163,6 +165,7 @@ class HFGenerationServer:
         self.request_log: deque = deque(maxlen=10_000)
         self._request_log_path = os.environ.get(REQUEST_LOG_ENV)
         self.stats = {"requests": 0, "batches": 0, "generated_tokens": 0, "generate_seconds": 0.0}
+        self.max_batch_rows = MAX_BATCH_ROWS
 
     def _load_model(self, path: str):
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
@@ -240,7 +243,7 @@ class HFGenerationServer:
         while self._pending:
             # Yield once so that requests sent together by the agent loop join the same batch.
             await asyncio.sleep(0.005)
-            batch, self._pending = self._pending[:MAX_BATCH_ROWS], self._pending[MAX_BATCH_ROWS:]
+            batch, self._pending = self._pending[: self.max_batch_rows], self._pending[self.max_batch_rows :]
             try:
                 outputs = await asyncio.to_thread(self._generate_batch, batch)
             except Exception as error:  # surface the failure to every waiting request, then keep serving

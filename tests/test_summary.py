@@ -1,0 +1,72 @@
+"""The run summary: start/end figures, UEC stage totals and the pass@k table, from verl's file-logger lines."""
+
+from __future__ import annotations
+
+import json
+
+from uec_recipe.summary import build_summary, read_metrics
+
+
+def write_log(path, records):
+    path.write_text("\n".join(json.dumps({"step": step, "data": data}) for step, data in records) + "\n")
+
+
+def test_summary_from_file_logger_lines(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    base = {
+        "training/global_step": 0,
+        "uec/difficult_prompts": 2,
+        "uec/exploration_samples": 16,
+        "uec/exploration_kept": 1,
+        "uec/regular_kept": 10,
+        "uec/replay_rows": 0,
+    }
+    write_log(
+        log,
+        [
+            (0, {"val-core/uec_demo/digit_sum/acc/mean@4": 0.25}),
+            (1, {**base, "critic/score/mean": 0.2, "uec/update_ran": 0, "uec/replay_updates_total": 0}),
+            (
+                2,
+                {
+                    **base,
+                    "critic/score/mean": 0.4,
+                    "uec/update_ran": 1,
+                    "uec/replay_updates_total": 0,
+                    "actor/entropy": 0.3,
+                },
+            ),
+            (
+                3,
+                {
+                    **base,
+                    "critic/score/mean": 0.6,
+                    "uec/update_ran": 1,
+                    "uec/replay_rows": 32,
+                    "uec/replay_updates_total": 1,
+                    "actor/entropy": 0.2,
+                },
+            ),
+            (
+                3,
+                {
+                    "val-core/uec_demo/digit_sum/acc/mean@4": 0.5,
+                    "val-passk/uec_demo/digit_sum/pass@1": 0.5,
+                    "val-passk/uec_demo/digit_sum/pass@2": 0.6,
+                    "val-passk/uec_demo/digit_sum/n": 2,
+                    "val-passk/uec_demo/digit_sum/temperature": 0.5,
+                    "val-passk/uec_demo/digit_sum/top_p": 1.0,
+                },
+            ),
+        ],
+    )
+    rows = read_metrics(log)
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]  # lines of one step are merged
+    text = build_summary(rows, "uec", curves="curves.png")
+    assert "| training accuracy (regular rollout) | 0.200 (1) | 0.600 (3) |" in text
+    assert "| validation uec_demo/digit_sum mean@4 | 0.250 (0) | 0.500 (3) |" in text
+    assert "| difficult prompts found | 6 |" in text and "| policy updates run | 2 |" in text
+    assert "| steps that skipped the update (buffer below N0) | 1 |" in text
+    assert "| replay (stabilizer) updates | 1 |" in text
+    assert "| 3 | uec_demo/digit_sum | 2 | 0.500 | 1.000 | 0.500 | 0.600 |" in text
+    assert "![training curves](curves.png)" in text
