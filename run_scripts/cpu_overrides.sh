@@ -9,6 +9,9 @@ CPU_OVERRIDES=(
   +actor_rollout_ref.model.override_config.attn_implementation=eager
   actor_rollout_ref.model.use_remove_padding=False
   actor_rollout_ref.actor.fsdp_config.model_dtype=fp32 actor_rollout_ref.ref.fsdp_config.model_dtype=fp32
+  # verl's FSDP2 engine computes in bf16 unless told otherwise: slow on CPUs and ~1e-2 off the rollout's fp32
+  '+actor_rollout_ref.actor.fsdp_config.mixed_precision={param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}'
+  '+actor_rollout_ref.ref.fsdp_config.mixed_precision={param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}'
   actor_rollout_ref.rollout.name=hf actor_rollout_ref.rollout.tensor_model_parallel_size=1
   actor_rollout_ref.rollout.agent.num_workers=1 reward.num_workers=1 data.dataloader_num_workers=0
 )

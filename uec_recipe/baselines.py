@@ -24,7 +24,7 @@ ENTROPY_ADV_FIELDS = ["advantages", "entropy", "response_mask"]
 
 @dataclass
 class EntropyAdvConfig:
-    """``algorithm.entropy_adv``: extra keys under ``algorithm`` are ignored by verl 0.9.1's AlgoConfig."""
+    """``algorithm.entropy_adv``; verl 0.9.1's V1 trainer never builds AlgoConfig, so extra keys there are safe."""
 
     enable: bool = False
     alpha: float = ALPHA  # α for GRPO (Cheng et al. 2025)
@@ -35,8 +35,11 @@ def entropy_adv_config(config) -> EntropyAdvConfig:
     """Parse ``algorithm.entropy_adv`` from the full trainer config; raise ValueError naming every bad key."""
     section = config.algorithm.get("entropy_adv", None) or {}
     known = {f.name for f in fields(EntropyAdvConfig)}
-    problems = [f"algorithm.entropy_adv.{key}: unknown key (known: {', '.join(sorted(known))})"
-                for key in section if key not in known]
+    problems = [
+        f"algorithm.entropy_adv.{key}: unknown key (known: {', '.join(sorted(known))})"
+        for key in section
+        if key not in known
+    ]
     settings = EntropyAdvConfig(**{key: section[key] for key in section if key in known})
     if not isinstance(settings.enable, bool):
         problems.append(f"algorithm.entropy_adv.enable={settings.enable!r}: must be true or false")

@@ -22,6 +22,7 @@ With ``uec.enable=false`` the step is verl's own, so the baselines run through t
 from __future__ import annotations
 
 import logging
+import os
 import random
 import uuid
 
@@ -43,6 +44,7 @@ from uec_recipe.algo.buffers import BufferedRow, FifoBuffer, fifo_capacity, sele
 from uec_recipe.algo.config import UECConfig, load_and_validate, update_batch_rows
 from uec_recipe.algo.difficulty import difficult_groups, group_rows, sequence_advantages, sequence_scores
 from uec_recipe.algo.retention import admit_to_replay, keep_exploration, keep_regular, overlong_positive
+from uec_recipe.checkpoint import STATE_FILE, build_state, read_state, records_to_rows, write_atomically
 from uec_recipe.eval.passk import validation_passk_metrics
 from uec_recipe.rollout.agent_loop import TEMPERATURE_COLUMN
 
@@ -186,6 +188,69 @@ class UECTrainer(PPOTrainerSync):
             )
         )
         return metrics
+
+    # ---- checkpoint and resume of the UEC state ---------------------------------------------------------------
+
+    def _save_checkpoint(self):
+        # Written before verl saves the model and moves its "latest" tracker: an interrupted save never leaves a
+        # tracked checkpoint without its UEC state (uec_recipe/checkpoint.py).
+        if self.uec.enable:
+            folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+            write_atomically(os.path.join(folder, STATE_FILE), self._uec_state())
+        super()._save_checkpoint()
+
+    def _load_checkpoint(self):
+        super()._load_checkpoint()
+        if not self.uec.enable or self.global_steps == 0:
+            return
+        if self.config.trainer.resume_mode == "resume_path":
+            folder = self.config.trainer.resume_from_path
+        else:
+            folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        state = read_state(os.path.join(folder, STATE_FILE))
+        if state is None:
+            logger.warning(
+                "checkpoint %s has no UEC state (%s); resuming with empty batch and replay buffers", folder, STATE_FILE
+            )
+            print(f"[uec] WARNING: {folder} has no {STATE_FILE}: resuming with empty buffers", flush=True)
+            return
+        self._restore_uec_state(state)
+        print(
+            f"[uec] restored {len(self.batch_buffer)} batch-buffer rows and {len(self.replay_buffer_rows)} replay rows "
+            f"from {folder}",
+            flush=True,
+        )
+
+    def _uec_state(self) -> dict:
+        def fields_of(rows):
+            if not rows:
+                return None
+            return tq.kv_batch_get(keys=[r.key for r in rows], partition_id=PARTITION).cpu()
+
+        batch_rows, replay_rows = self.batch_buffer.rows(), self.replay_buffer_rows.rows()
+        return build_state(
+            self.global_steps,
+            batch_rows,
+            fields_of(batch_rows),
+            replay_rows,
+            fields_of(replay_rows),
+            self.replay_updates,
+            self.replay_rng.getstate(),
+        )
+
+    def _restore_uec_state(self, state: dict) -> None:
+        for name, buffer in (("batch_buffer", self.batch_buffer), ("replay_buffer", self.replay_buffer_rows)):
+            rows = records_to_rows(state[name])
+            if rows:
+                tq.kv_batch_put(
+                    keys=[r.key for r in rows],
+                    partition_id=PARTITION,
+                    fields=state[f"{name}_fields"],
+                    tags=[dict(r.tag) for r in rows],
+                )
+            buffer.replace(rows)
+        self.replay_updates = state["replay_updates"]
+        self.replay_rng.setstate(state["replay_rng_state"])
 
     # ---- the stages ---------------------------------------------------------------------------------------------
 

@@ -48,6 +48,8 @@ def test_defaults_are_the_reference_settings():
         ("uec.n0=100", "uec.n0=100"),
         ("actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=7", "log_prob_micro_batch_size_per_gpu=7"),
         ("actor_rollout_ref.rollout.n=1", "actor_rollout_ref.rollout.n=1"),
+        ("actor_rollout_ref.rollout.name=vllmm", "actor_rollout_ref.rollout.name='vllmm'"),
+        ("actor_rollout_ref.rollout.temperature=0", "actor_rollout_ref.rollout.temperature=0"),
         (
             "actor_rollout_ref.rollout.agent.default_agent_loop=single_turn_agent",
             "default_agent_loop='single_turn_agent'",

@@ -103,10 +103,12 @@ def test_apply_entropy_advantage_round_trips_through_transfer_queue(monkeypatch)
     from transfer_queue import KVBatchMeta
 
     # two responses of different lengths; the second has a masked (e.g. tool) token
-    store = FakeTQ({
-        "a_0": {"advantages": [1.0, 1.0, 1.0], "entropy": [0.5, 3.0, 0.0], "response_mask": [1, 1, 1]},
-        "a_1": {"advantages": [-1.0, -1.0], "entropy": [3.0, 3.0], "response_mask": [1, 0]},
-    })
+    store = FakeTQ(
+        {
+            "a_0": {"advantages": [1.0, 1.0, 1.0], "entropy": [0.5, 3.0, 0.0], "response_mask": [1, 1, 1]},
+            "a_1": {"advantages": [-1.0, -1.0], "entropy": [3.0, 3.0], "response_mask": [1, 0]},
+        }
+    )
     monkeypatch.setattr(baselines, "tq", store)
     batch = KVBatchMeta(partition_id="train", keys=["a_0", "a_1"], tags=[{}, {}])
     config = OmegaConf.create({"entropy_adv": {"enable": True, "alpha": 0.4, "kappa": 2.0}})
@@ -119,11 +121,13 @@ def test_apply_entropy_advantage_round_trips_through_transfer_queue(monkeypatch)
 
 
 def full_config(entropy_adv=None, uec_enable=False, reward=None):
-    return OmegaConf.create({
-        "algorithm": {"entropy_adv": entropy_adv or {"enable": False}},
-        "uec": {"enable": uec_enable},
-        "reward": reward or {"reward_manager": {"name": "naive"}},
-    })
+    return OmegaConf.create(
+        {
+            "algorithm": {"entropy_adv": entropy_adv or {"enable": False}},
+            "uec": {"enable": uec_enable},
+            "reward": reward or {"reward_manager": {"name": "naive"}},
+        }
+    )
 
 
 def test_config_checks():
@@ -140,10 +144,12 @@ def test_config_checks():
 
 def test_dapo_overlong_buffer_must_fit_the_response_length():
     def dapo(buffer_len, max_len):
-        return full_config(reward={
-            "reward_manager": {"name": "dapo"},
-            "reward_kwargs": {"overlong_buffer_cfg": {"enable": True, "len": buffer_len}, "max_resp_len": max_len},
-        })
+        return full_config(
+            reward={
+                "reward_manager": {"name": "dapo"},
+                "reward_kwargs": {"overlong_buffer_cfg": {"enable": True, "len": buffer_len}, "max_resp_len": max_len},
+            }
+        )
 
     check_baselines(dapo(410, 2048))
     check_baselines(dapo(4, 16))

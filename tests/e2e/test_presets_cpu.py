@@ -28,8 +28,19 @@ DAPO_DEMO = ["reward.reward_kwargs.overlong_buffer_cfg.len=4"]
 
 def run_quickstart(out: Path, steps: int, algo: str, overrides=()) -> tuple[list[dict], str]:
     """The helper of test_trainer_cpu.py, returning the metrics rows and the run's stdout."""
-    cmd = ["bash", str(REPO / "run_scripts/quickstart_cpu.sh"), "--steps", str(steps), "--algo", algo,
-           "--out", str(out), "--", *SMALL, *overrides]
+    cmd = [
+        "bash",
+        str(REPO / "run_scripts/quickstart_cpu.sh"),
+        "--steps",
+        str(steps),
+        "--algo",
+        algo,
+        "--out",
+        str(out),
+        "--",
+        *SMALL,
+        *overrides,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     (out / "stdout.log").write_text(result.stdout + "\n--- stderr ---\n" + result.stderr)
     assert result.returncode == 0, f"quickstart failed (log in {out}/stdout.log):\n{result.stderr[-4000:]}"
@@ -57,8 +68,11 @@ def test_dapo(demo, tmp_path):
 
 def test_kl_cov(demo, tmp_path):
     # Two mini-batches per step: KL-Cov's penalty is zero on the first, fully on-policy one (docs/baselines.md).
-    rows, stdout = run_quickstart(tmp_path, steps=2, algo="kl_cov",
-                                  overrides=["actor_rollout_ref.actor.ppo_mini_batch_size=4"])
+    two_minibatches = [
+        "actor_rollout_ref.actor.ppo_mini_batch_size=4",  # 4 prompts x 4 samples = 16 rows per mini-batch
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=16",
+    ]
+    rows, stdout = run_quickstart(tmp_path, steps=2, algo="kl_cov", overrides=two_minibatches)
     common_checks(rows)
     assert "'loss_mode': 'kl_cov'" in stdout and "'kl_cov_ratio': 0.002" in stdout
     # the kl_cov loss ran in the worker: it reports ppo_kl but none of the clip fractions of the clipped losses

@@ -7,59 +7,19 @@ replay buffer fills quickly) to make every UEC stage act within a few steps.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from uec_recipe.summary import read_metrics
-
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
-SMALL = [
-    "data.train_batch_size=8",  # N0 = 8 x 4 = 32 rows
-    "actor_rollout_ref.actor.ppo_mini_batch_size=8",
-    "actor_rollout_ref.rollout.top_p=1.0",  # rollout and trainer log-probs then agree to ~1e-4 (sync check)
-    "uec.replay.adv_threshold=0.0",
-    "uec.replay.frequency=2",
-    "trainer.val_before_train=False",
-]
-
-
-def run_quickstart(
-    out: Path, steps: int, algo: str = "uec", overrides=(), env_extra=None
-) -> tuple[list[dict], list[dict]]:
-    request_log = out / "rollout_requests.jsonl"
-    env = {**os.environ, "UEC_ROLLOUT_REQUEST_LOG": str(request_log), **(env_extra or {})}
-    cmd = [
-        "bash",
-        str(REPO / "run_scripts/quickstart_cpu.sh"),
-        "--steps",
-        str(steps),
-        "--algo",
-        algo,
-        "--out",
-        str(out),
-        "--",
-        *SMALL,
-        *overrides,
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
-    (out / "stdout.log").write_text(result.stdout + "\n--- stderr ---\n" + result.stderr)
-    assert result.returncode == 0, f"quickstart failed (log in {out}/stdout.log):\n{result.stderr[-4000:]}"
-    rows = [r for r in read_metrics(out / "metrics.jsonl") if r["step"] >= 1]
-    requests = [json.loads(line) for line in request_log.read_text().splitlines()]
-    return rows, requests
-
 
 @pytest.fixture(scope="module")
-def uec_run(demo, tmp_path_factory):
+def uec_run(demo, quickstart, tmp_path_factory):
     out = tmp_path_factory.mktemp("uec-run")
-    return (*run_quickstart(out, steps=6), out)
+    return (*quickstart(out, steps=6), out)
 
 
 def total(rows, key):
@@ -96,8 +56,8 @@ def test_exploration_temperature_reaches_the_rollout(uec_run):
 
 
 @pytest.fixture(scope="module")
-def grpo_run(demo, tmp_path_factory):
-    return run_quickstart(tmp_path_factory.mktemp("grpo-run"), steps=3, algo="grpo")
+def grpo_run(demo, quickstart, tmp_path_factory):
+    return quickstart(tmp_path_factory.mktemp("grpo-run"), steps=3, algo="grpo")
 
 
 def test_rollout_generates_with_the_updated_weights(uec_run, grpo_run):
@@ -110,16 +70,16 @@ def test_rollout_generates_with_the_updated_weights(uec_run, grpo_run):
     assert len(diffs) == 3 and max(diffs) < 1e-3
 
 
-def test_negative_control_without_weight_sync(demo, tmp_path, grpo_run):
-    rows, _ = run_quickstart(tmp_path, steps=3, algo="grpo", env_extra={"UEC_ROLLOUT_FREEZE_WEIGHTS": "1"})
+def test_negative_control_without_weight_sync(quickstart, tmp_path, grpo_run):
+    rows, _ = quickstart(tmp_path, steps=3, algo="grpo", env_extra={"UEC_ROLLOUT_FREEZE_WEIGHTS": "1"})
     synced = max(r["training/rollout_probs_diff_max"] for r in grpo_run[0])
     frozen = [r["training/rollout_probs_diff_max"] for r in rows]
     assert frozen[0] < 1e-3  # step 1: both sides still hold the initial weights
     assert max(frozen[1:]) > 10 * synced  # afterwards the frozen rollout samples from a stale policy
 
 
-def test_same_seed_same_metrics(demo, tmp_path, uec_run):
-    rows, _ = run_quickstart(tmp_path, steps=6)
+def test_same_seed_same_metrics(quickstart, tmp_path, uec_run):
+    rows, _ = quickstart(tmp_path, steps=6)
     keys = [
         "uec/difficult_prompts",
         "uec/exploration_kept",

@@ -14,6 +14,7 @@ from typing import Any, Optional
 EXPLORATION_RETENTION_RULES = ("positive", "abs_gt_1")
 REPLAY_ADMISSION_RULES = ("gt", "abs_gt")
 LOGPROB_TEMPERATURE_MODES = ("base",)
+KNOWN_ROLLOUTS = ("vllm", "sglang", "trtllm", "hf")
 
 
 class UECConfigError(ValueError):
@@ -186,6 +187,17 @@ def _validate_against_trainer(uec: UECConfig, config) -> list[str]:
         )
     else:
         problems.extend(_micro_batch_problems(n0, config))
+    rollout = config.actor_rollout_ref.rollout
+    if rollout.name not in KNOWN_ROLLOUTS:
+        problems.append(
+            f"actor_rollout_ref.rollout.name={rollout.name!r}: unknown rollout engine; use one of {KNOWN_ROLLOUTS} "
+            "('hf' is the CPU rollout of this recipe)"
+        )
+    if not float(rollout.temperature) > 0:
+        problems.append(
+            f"actor_rollout_ref.rollout.temperature={rollout.temperature}: the regular rollout must sample "
+            "(temperature > 0), or no group would ever have mixed rewards"
+        )
     if int(config.actor_rollout_ref.rollout.n) < 2:
         problems.append(
             f"actor_rollout_ref.rollout.n={config.actor_rollout_ref.rollout.n}: UEC-RL needs groups of >= 2 samples "

@@ -19,7 +19,10 @@ KAPPA = 2.0  # κ (Cheng et al. 2025)
 
 
 def shaping_term(
-    advantages: torch.Tensor, entropy: torch.Tensor, response_mask: torch.Tensor, alpha: float = ALPHA,
+    advantages: torch.Tensor,
+    entropy: torch.Tensor,
+    response_mask: torch.Tensor,
+    alpha: float = ALPHA,
     kappa: float = KAPPA,
 ) -> torch.Tensor:
     """ψ_t = min(α·H_t, |Â_t|/κ) on response tokens, 0 elsewhere. Shapes (rows, response_length)."""
@@ -34,7 +37,10 @@ def shaping_term(
 
 
 def shape_advantages(
-    advantages: torch.Tensor, entropy: torch.Tensor, response_mask: torch.Tensor, alpha: float = ALPHA,
+    advantages: torch.Tensor,
+    entropy: torch.Tensor,
+    response_mask: torch.Tensor,
+    alpha: float = ALPHA,
     kappa: float = KAPPA,
 ) -> tuple[torch.Tensor, float]:
     """Return (Â + ψ, mean ψ over response tokens). Tokens outside the response mask keep their advantage."""
@@ -45,7 +51,10 @@ def shape_advantages(
 
 
 def capped_fraction(
-    advantages: torch.Tensor, entropy: torch.Tensor, response_mask: torch.Tensor, alpha: float = ALPHA,
+    advantages: torch.Tensor,
+    entropy: torch.Tensor,
+    response_mask: torch.Tensor,
+    alpha: float = ALPHA,
     kappa: float = KAPPA,
 ) -> float:
     """Share of response tokens with Â ≠ 0 whose bonus is limited by the cap |Â|/κ rather than by α·H.

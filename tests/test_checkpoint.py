@@ -1,0 +1,51 @@
+"""UEC state files are written atomically: a process killed in the middle of a save leaves the last state intact."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from uec_recipe.checkpoint import read_state, write_atomically
+
+WRITER = r"""
+import sys, time, torch
+import uec_recipe.checkpoint as checkpoint
+
+def stalling_save(payload, stream):
+    stream.write(b"x" * 4096)  # half a file on disk...
+    stream.flush()
+    time.sleep(600)            # ...and the process dies here
+
+checkpoint.torch.save = stalling_save
+checkpoint.write_atomically(sys.argv[1], {"version": 1, "global_steps": 99})
+"""
+
+
+def test_kill_during_write_keeps_the_previous_state(tmp_path):
+    target = tmp_path / "global_step_2" / "uec_state.pt"
+    write_atomically(target, {"version": 1, "global_steps": 2, "batch_buffer": []})
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(target)])
+    deadline = time.time() + 60
+    while not any(p.name.endswith(".tmp") and p.stat().st_size > 0 for p in target.parent.iterdir()):
+        assert time.time() < deadline and writer.poll() is None, "the writer never started writing"
+        time.sleep(0.05)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    state = read_state(target)
+    assert state["global_steps"] == 2  # the previous state, whole
+
+
+def test_missing_state_reads_as_none_and_wrong_version_is_refused(tmp_path):
+    assert read_state(tmp_path / "uec_state.pt") is None
+    torch.save({"version": 999}, tmp_path / "old.pt")
+    try:
+        read_state(tmp_path / "old.pt")
+    except ValueError as error:
+        assert "version 999" in str(error)
+    else:
+        raise AssertionError("a state of another version must not load")

@@ -1,0 +1,690 @@
+"""The vision-language CPU task: a tiny Qwen2.5-VL-architecture policy that counts squares, built offline.
+
+Half of the paper trains Qwen2.5-VL-7B on Geometry3K. This module gives the same image path (parquet ``images``
+-> verl's RLHFDataset and processor -> multimodal rollout -> actor forward with ``pixel_values``,
+``image_grid_thw`` and M-RoPE positions) a model and a task small enough for 2 CPU cores (docs/vlm.md):
+
+* task    a 56x56 picture with 1-9 coloured squares, one per 14x14 patch cell; the question
+          ``<image>How many squares are in the image?``; the answer the count. The rows are written in
+          Geometry3K's raw layout (``images``, ``problem``, ``answer``) and converted by data_prep's own
+          ``geo3k_train`` / ``geo3k_test`` converters (``--local-dir``), so they carry Geometry3K's data source,
+          prompt template and grader (mathruler on the last ``\\boxed{}``, uec_recipe/reward.py);
+* policy  a random-init ``Qwen2_5_VLForConditionalGeneration``: 2-layer, 64-wide text model (M-RoPE) and a
+          2-block vision tower (one windowed block, one full-attention block, as the 7B mixes them); the
+          tokenizer is demo/build.py's with Qwen-VL's vision tokens and the Qwen2.5-VL chat template;
+* warm start  supervised on ``<think> </think> \\boxed{N}`` with count weights min(1, 2^-(count-4)), so the
+          policy counts few squares reliably and many rarely: all-correct, mixed and all-wrong groups occur.
+
+Two CPU-only gaps of this environment are closed here rather than in verl (both are verl extension points):
+
+* transformers 5.10's ``Qwen2_5_VLProcessor`` requires a video processor, and every transformers video processor
+  needs torchvision, which does not install beside the CPU torch. Importing this module registers an image-only
+  subclass (same class name, so verl binds ``get_rope_index`` to it) for the tiny model's config, whose saved
+  files name no processor class. verl imports the module through ``actor_rollout_ref.model.external_lib``.
+* verl's RLHFDataset extracts images with ``qwen_vl_utils``, which imports torchvision. ``PILImageRLHFDataset``
+  (``data.custom_cls``) does the same extraction and resizing with PIL only.
+
+Everything is cached under ``$UEC_CACHE_DIR`` (default ``~/.cache/uec-rl``) keyed by the settings.
+``python -m uec_recipe.demo.vlm --print-env`` builds (or reuses) and prints ``DEMO_MODEL=... DEMO_TRAIN=...
+DEMO_TEST=...`` for the quickstart (``--task vlm``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from uec_recipe.demo.build import SPECIAL_TOKENS, build_tokenizer, cache_root
+
+# Geometry3K's hub id: what data_prep's geo3k converter writes as data_source and uec_recipe/reward.py grades with
+# mathruler. The converter names, as data_prep.prepare knows them:
+GEO3K_TRAIN, GEO3K_TEST = "geo3k_train", "geo3k_test"
+QUESTION = "How many squares are in the image?"
+PATCH_SIZE = 14  # Qwen2.5-VL's vision patch; 2x2 patches merge into one language-model token
+MERGE_SIZE = 2
+
+# Qwen2.5-VL's vision tokens. The box and object-reference tokens are left out: no processor path uses them.
+VISION_START, VISION_END, VISION_PAD, IMAGE_PAD, VIDEO_PAD = (
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+VISION_TOKENS = [VISION_START, VISION_END, VISION_PAD, IMAGE_PAD, VIDEO_PAD]
+
+# Qwen2.5-VL's chat template, written for this tokenizer: a default system turn, ChatML turns, and each image (or
+# video) item of a message rendered as <|vision_start|><|image_pad|><|vision_end|>, which the processor expands to
+# one <|image_pad|> per merged 2x2 patch group.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}"
+    "{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' or 'image' in item or 'image_url' in item %}"
+    "{{ '<|vision_start|><|image_pad|><|vision_end|>' }}"
+    "{% elif item['type'] == 'video' or 'video' in item %}"
+    "{{ '<|vision_start|><|video_pad|><|vision_end|>' }}"
+    "{% elif 'text' in item %}{{ item['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}"
+    "{{ '<|im_end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+# qwen_vl_utils' defaults for an image item without its own limits: 4 to 16384 merged tokens of 28x28 pixels.
+FETCH_MIN_TOKENS, FETCH_MAX_TOKENS, FETCH_MAX_RATIO = 4, 16384, 200
+PALETTE = [(220, 40, 40), (40, 150, 60), (40, 70, 210), (230, 150, 20), (150, 50, 180), (20, 160, 170), (0, 0, 0)]
+
+
+@dataclass(frozen=True)
+class VlmSettings:
+    """Every setting that changes what gets built (the cache key is a hash of these)."""
+
+    seed: int = 11
+    image_size: int = 56  # 4x4 patches of 14 pixels -> 4 merged image tokens
+    min_pixels: int = 56 * 56
+    max_pixels: int = 112 * 112  # a larger image is scaled down to at most 16 image tokens
+    max_count: int = 9
+    vocab_size: int = 400  # demo/build.py's BPE size
+    hidden_size: int = 64
+    intermediate_size: int = 256
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    mrope_section: tuple = (2, 3, 3)  # temporal, height, width halves of the 16-dim heads (7B: 16, 24, 24 of 128)
+    vision_depth: int = 2
+    vision_hidden_size: int = 64
+    vision_intermediate_size: int = 128
+    vision_heads: int = 2
+    warm_start_steps: int = 600
+    warm_start_batch: int = 32
+    warm_start_lr: float = 3e-3
+    warm_start_warmup: int = 50
+    full_weight_counts: int = 4  # counts up to this have weight 1; each further square halves the weight
+    train_prompts: int = 512
+    train_counts: tuple = (3, 4, 5, 6, 7, 8, 9)
+    test_counts: tuple = (2, 4, 6, 8, 9)
+    test_prompts_per_count: int = 8
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class VlmArtifacts:
+    root: Path
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def train_file(self) -> Path:
+        return self.root / "data" / f"{GEO3K_TRAIN}.parquet"
+
+    @property
+    def test_file(self) -> Path:
+        return self.root / "data" / f"{GEO3K_TEST}.parquet"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def report_file(self) -> Path:
+        return self.root / "warm_start.json"
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+# ---- the processor without a video processor (see module docstring) --------------------------------------------
+
+
+def _image_only_processor_class():
+    from transformers import Qwen2_5_VLProcessor
+    from transformers.processing_utils import ProcessorMixin
+
+    class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
+        """Qwen2.5-VL's processor with its image processor and tokenizer only (no video, so no torchvision)."""
+
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            # transformers derives a processor's parts from this signature: no video_processor argument, no video
+            # processor loaded. The token attributes are those Qwen2_5_VLProcessor.__init__ sets.
+            self.image_token = getattr(tokenizer, "image_token", None) or IMAGE_PAD
+            self.video_token = getattr(tokenizer, "video_token", None) or VIDEO_PAD
+            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template, **kwargs)
+
+        def _process_videos(self, videos, **kwargs):
+            raise ValueError("the tiny CPU vision-language demo processes images only (no video processor)")
+
+    # verl's hf_processor binds Qwen2.5-VL's get_rope_index by class *name*: keep the name of the class it extends.
+    ImageOnlyQwen2_5_VLProcessor.__name__ = ImageOnlyQwen2_5_VLProcessor.__qualname__ = "Qwen2_5_VLProcessor"
+    return ImageOnlyQwen2_5_VLProcessor
+
+
+def register_image_only_processor():
+    """Make ``AutoProcessor`` build the image-only processor for a Qwen2.5-VL checkpoint that names no processor
+    class (only the tiny demo model's files omit it; a real checkpoint names ``Qwen2_5_VLProcessor`` and is
+    resolved by that name, untouched by this registration). Returns the class."""
+    from transformers import AutoProcessor, Qwen2_5_VLConfig
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
+
+    registered = PROCESSOR_MAPPING._extra_content.get(Qwen2_5_VLConfig)
+    if registered is not None and getattr(registered, "_uec_image_only", False):
+        return registered
+    cls = _image_only_processor_class()
+    cls._uec_image_only = True
+    AutoProcessor.register(Qwen2_5_VLConfig, cls, exist_ok=True)
+    return cls
+
+
+register_image_only_processor()
+
+
+# ---- images without torchvision (the extraction qwen_vl_utils does for verl's RLHFDataset) ---------------------
+
+
+def resize_for_vision(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """qwen_vl_utils' resize rule: both sides multiples of ``factor`` (patch x merge), the area kept within
+    [min_pixels, max_pixels] by one common scale, aspect ratio at most 200."""
+    if max(height, width) / min(height, width) > FETCH_MAX_RATIO:
+        raise ValueError(f"image aspect ratio above {FETCH_MAX_RATIO}: {height}x{width}")
+    new_h = max(factor, round(height / factor) * factor)
+    new_w = max(factor, round(width / factor) * factor)
+    if new_h * new_w > max_pixels:
+        scale = math.sqrt(height * width / max_pixels)
+        new_h = math.floor(height / scale / factor) * factor
+        new_w = math.floor(width / scale / factor) * factor
+    elif new_h * new_w < min_pixels:
+        scale = math.sqrt(min_pixels / (height * width))
+        new_h = math.ceil(height * scale / factor) * factor
+        new_w = math.ceil(width * scale / factor) * factor
+    return new_h, new_w
+
+
+def fetch_image(item: dict, image_patch_size: int = PATCH_SIZE):
+    """One image item of a chat message as the RGB PIL image the processor receives (qwen_vl_utils semantics for
+    PIL images, raw bytes and local paths; no URLs)."""
+    from PIL import Image
+
+    image = item.get("image", item.get("image_url"))
+    if isinstance(image, dict):  # {"bytes": ..., "path": ...} as stored in parquet
+        image = image.get("bytes") or image.get("path")
+    if isinstance(image, (bytes, bytearray)):
+        image = Image.open(io.BytesIO(image))
+    elif isinstance(image, (str, os.PathLike)):
+        path = os.fspath(image)
+        image = Image.open(path[len("file://") :] if path.startswith("file://") else path)
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"unsupported image item {type(image).__name__}; expected a PIL image, bytes or a path")
+    image = image.convert("RGB")
+    factor = image_patch_size * MERGE_SIZE
+    if "resized_height" in item and "resized_width" in item:
+        height, width = resize_for_vision(
+            item["resized_height"],
+            item["resized_width"],
+            factor,
+            FETCH_MIN_TOKENS * factor * factor,
+            FETCH_MAX_TOKENS * factor * factor,
+        )
+    else:
+        height, width = resize_for_vision(
+            image.height,
+            image.width,
+            factor,
+            item.get("min_pixels", FETCH_MIN_TOKENS * factor * factor),
+            item.get("max_pixels", FETCH_MAX_TOKENS * factor * factor),
+        )
+    return image if image.size == (width, height) else image.resize((width, height))
+
+
+def extract_images(messages: list[dict], image_patch_size: int = PATCH_SIZE):
+    """The images of chat messages in order, as ``fetch_image`` returns them; None when there are none."""
+    images = []
+    for message in messages:
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for item in content:
+            if not isinstance(item, dict):
+                continue
+            if item.get("type") == "video" or "video" in item:
+                raise ValueError("PILImageRLHFDataset reads images only; video needs qwen_vl_utils (torchvision)")
+            if item.get("type") in ("image", "image_url") or "image" in item:
+                images.append(fetch_image(item, image_patch_size))
+    return images or None
+
+
+def _make_pil_dataset_class():
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    class PILImageRLHFDataset(RLHFDataset):
+        """verl's RLHFDataset with its image extraction done by PIL instead of qwen_vl_utils (torchvision).
+
+        Everything else is verl's. The agent loop calls ``process_multi_modal_info`` on the dataset class named
+        by ``data.custom_cls``, so the rollout sees the same images as the dataset's length filter.
+        """
+
+        @classmethod
+        def _process_multi_modal_info(cls, messages, image_patch_size, config):
+            return extract_images(messages, image_patch_size), None, cls._extract_audio_info(messages)
+
+    return PILImageRLHFDataset
+
+
+def __getattr__(name: str):
+    # The dataset class needs verl (seconds to import), which building the demo does not: create it on first use.
+    # verl's data.custom_cls loader reads it with getattr(module, "PILImageRLHFDataset").
+    if name == "PILImageRLHFDataset":
+        cls = _make_pil_dataset_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ---- the task ------------------------------------------------------------------------------------------------
+
+
+def draw_squares(count: int, rng: random.Random, size: int = 56):
+    """A white picture with ``count`` squares, each inside its own 14x14 patch cell (side 6-10, random place
+    in the cell, random colour)."""
+    from PIL import Image, ImageDraw
+
+    cells_per_side = size // PATCH_SIZE
+    if not 1 <= count <= cells_per_side**2:
+        raise ValueError(f"count must be 1..{cells_per_side**2} for a {size}x{size} image, got {count}")
+    image = Image.new("RGB", (size, size), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    for cell in rng.sample(range(cells_per_side**2), count):
+        side = rng.randint(6, 10)
+        x = (cell % cells_per_side) * PATCH_SIZE + rng.randint(1, PATCH_SIZE - 1 - side)
+        y = (cell // cells_per_side) * PATCH_SIZE + rng.randint(1, PATCH_SIZE - 1 - side)
+        draw.rectangle([x, y, x + side - 1, y + side - 1], fill=rng.choice(PALETTE))
+    return image
+
+
+def png_bytes(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def answer_text(count: int) -> str:
+    """The warm-start response: the paper template's think block (left empty) and the boxed answer."""
+    return f"<think> </think> \\boxed{{{count}}}"
+
+
+def count_weights(settings: VlmSettings) -> list[float]:
+    """Warm-start weight of counts 1..max_count: min(1, 2^-(count - full_weight_counts))."""
+    return [min(1.0, 2.0 ** -(count - settings.full_weight_counts)) for count in range(1, settings.max_count + 1)]
+
+
+def raw_geometry3k_rows(counts, rng: random.Random, size: int) -> dict[str, list]:
+    """Rows in hiyouga/geometry3k's raw layout: images (list of images), problem (with "<image>"), answer."""
+    images, problems, answers = [], [], []
+    for count in counts:
+        images.append([{"bytes": png_bytes(draw_squares(count, rng, size)), "path": None}])
+        problems.append("<image>" + QUESTION)
+        answers.append(str(count))
+    return {"images": images, "problem": problems, "answer": answers}
+
+
+def write_raw_split(rows: dict[str, list], path: Path) -> None:
+    """One split as the hub stores it: parquet with the ``images`` column declared as a list of datasets.Image."""
+    import datasets
+
+    features = datasets.Features(
+        {
+            "images": datasets.List(datasets.Image()),
+            "problem": datasets.Value("string"),
+            "answer": datasets.Value("string"),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    datasets.Dataset.from_dict(rows, features=features).to_parquet(str(path))
+
+
+def convert_with_data_prep(raw_dir: Path, out_dir: Path, log=_log) -> None:
+    """Run data_prep's real Geometry3K converters on the raw folder (the ``--local-dir`` path)."""
+    from data_prep import prepare
+
+    for name in (GEO3K_TRAIN, GEO3K_TEST):
+        # prepare prints its summary line on stdout, which --print-env reserves for the DEMO_* lines.
+        with contextlib.redirect_stdout(sys.stderr):
+            code = prepare.main([name, "--out", str(out_dir), "--local-dir", str(raw_dir), "--quiet", "--overwrite"])
+        if code != 0:
+            raise RuntimeError(f"data_prep.prepare {name} --local-dir {raw_dir} failed with exit code {code}")
+    log(f"[vlm] converted the raw Geometry3K-layout rows with data_prep ({GEO3K_TRAIN}, {GEO3K_TEST})")
+
+
+def user_messages(content: str, images: list) -> list[dict]:
+    """A converted prompt's user message as verl's RLHFDataset hands it to the processor: the text split at each
+    "<image>" placeholder, each placeholder replaced by the next image."""
+    items, pending = [], list(images)
+    for index, segment in enumerate(content.split("<image>")):
+        if index > 0:
+            items.append({"type": "image", "image": pending.pop(0)})
+        if segment:
+            items.append({"type": "text", "text": segment})
+    if pending:
+        raise ValueError(f"{len(pending)} image(s) without an <image> placeholder")
+    return [{"role": "user", "content": items}]
+
+
+def converted_prompt_text() -> str:
+    """The user message data_prep's geo3k converter writes for the task question (placeholder, question, suffix)."""
+    from data_prep.sources import Problem, build_prompt
+
+    return build_prompt(Problem(question="<image>" + QUESTION, ground_truth="1", images=[b""]))[0]["content"]
+
+
+# ---- tokenizer, processor and model ------------------------------------------------------------------------------
+
+
+def build_vl_tokenizer(settings: VlmSettings = VlmSettings()):
+    """demo/build.py's tokenizer plus Qwen-VL's vision tokens (special, as in Qwen2.5-VL) and its chat template."""
+    tokenizer = build_tokenizer(None, settings.vocab_size, settings.seed)
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": SPECIAL_TOKENS[1:] + VISION_TOKENS}, replace_extra_special_tokens=True
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_processor(tokenizer, settings: VlmSettings = VlmSettings()):
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    image_processor = Qwen2VLImageProcessorPil(
+        min_pixels=settings.min_pixels,
+        max_pixels=settings.max_pixels,
+        patch_size=PATCH_SIZE,
+        merge_size=MERGE_SIZE,
+        temporal_patch_size=2,
+    )
+    return register_image_only_processor()(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
+
+
+def build_random_vlm(tokenizer, settings: VlmSettings = VlmSettings()):
+    import torch
+    from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(settings.seed)
+    token = tokenizer.convert_tokens_to_ids
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": settings.hidden_size,
+            "intermediate_size": settings.intermediate_size,
+            "num_hidden_layers": settings.num_layers,
+            "num_attention_heads": settings.num_heads,
+            "num_key_value_heads": settings.num_kv_heads,
+            "max_position_embeddings": 1024,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": list(settings.mrope_section),
+            },
+            "bos_token_id": None,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config={
+            "depth": settings.vision_depth,
+            "hidden_size": settings.vision_hidden_size,
+            "intermediate_size": settings.vision_intermediate_size,
+            "num_heads": settings.vision_heads,
+            "out_hidden_size": settings.hidden_size,
+            "patch_size": PATCH_SIZE,
+            "spatial_merge_size": MERGE_SIZE,
+            "temporal_patch_size": 2,
+            "window_size": 112,
+            "fullatt_block_indexes": [settings.vision_depth - 1],
+        },
+        image_token_id=token(IMAGE_PAD),
+        video_token_id=token(VIDEO_PAD),
+        vision_start_token_id=token(VISION_START),
+        vision_end_token_id=token(VISION_END),
+        tie_word_embeddings=False,  # as in Qwen2.5-VL-7B
+    )
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
+    )
+    return model
+
+
+def save_model_dir(model, processor, out_dir: Path) -> None:
+    """Save model, tokenizer and processor; the processor files name no processor class (see module docstring),
+    so ``AutoProcessor`` picks the registered image-only processor for this config."""
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    for path in out_dir.glob("*.json"):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and "processor_class" in data:
+            del data["processor_class"]
+            path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+# ---- warm start --------------------------------------------------------------------------------------------------
+
+
+class PromptEncoder:
+    """Token ids of the (fixed) converted prompt, rendered once through the processor as verl's rollout renders it,
+    and the pixel inputs of a batch of pictures."""
+
+    def __init__(self, processor, size: int):
+        from PIL import Image
+
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        blank = Image.new("RGB", (size, size), (255, 255, 255))
+        messages = user_messages(converted_prompt_text(), [blank])
+        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        self.prompt_ids = processor(text=[text], images=[blank], return_tensors="pt")["input_ids"][0].tolist()
+        self.image_token_id = processor.image_token_id
+
+    def pixels(self, images) -> dict:
+        out = self.processor.image_processor(images=images, return_tensors="pt")
+        return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]}
+
+    def answer_ids(self, count: int) -> list[int]:
+        return self.tokenizer(answer_text(count), add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+
+
+def warm_start(model, encoder: PromptEncoder, settings: VlmSettings, log=_log) -> dict:
+    """Supervised warm start on fresh pictures (AdamW, linear warm-up then cosine decay, loss on the answer)."""
+    import torch
+
+    rng = random.Random(settings.seed + 1)
+    counts = list(range(1, settings.max_count + 1))
+    weights = count_weights(settings)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.warm_start_lr, weight_decay=0.0)
+
+    def lr_at(step):
+        if step < settings.warm_start_warmup:
+            return settings.warm_start_lr * (step + 1) / settings.warm_start_warmup
+        progress = (step - settings.warm_start_warmup) / max(1, settings.warm_start_steps - settings.warm_start_warmup)
+        return settings.warm_start_lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+    prompt = encoder.prompt_ids
+    model.train()
+    started = time.time()
+    loss_value = float("nan")
+    for step in range(settings.warm_start_steps):
+        batch_counts = rng.choices(counts, weights, k=settings.warm_start_batch)
+        images = [draw_squares(count, rng, settings.image_size) for count in batch_counts]
+        rows = [prompt + encoder.answer_ids(count) for count in batch_counts]
+        width = max(len(ids) for ids in rows)
+        input_ids = torch.full((len(rows), width), encoder.tokenizer.pad_token_id)
+        labels = torch.full((len(rows), width), -100)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, ids in enumerate(rows):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention_mask[row, : len(ids)] = 1
+            labels[row, len(prompt) : len(ids)] = torch.tensor(ids[len(prompt) :])
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step)
+        loss = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            mm_token_type_ids=(input_ids == encoder.image_token_id).long(),
+            labels=labels,
+            **encoder.pixels(images),
+        ).loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        loss_value = loss.item()
+        if step % 100 == 0 or step == settings.warm_start_steps - 1:
+            log(
+                f"  warm start step {step + 1}/{settings.warm_start_steps}  loss {loss_value:.4f}"
+                f"  ({time.time() - started:.0f}s)"
+            )
+    model.eval()
+    return {"final_loss": loss_value, "seconds": round(time.time() - started, 1)}
+
+
+def accuracy_by_count(
+    model, encoder: PromptEncoder, settings: VlmSettings, per_count: int = 16, samples: int = 1, seed: int = 99
+) -> dict[int, float]:
+    """Share of correct answers per count on fresh pictures, graded by the Geometry3K grader of
+    uec_recipe/reward.py: greedy with samples=1, otherwise ``samples`` draws per picture at T=1."""
+    import torch
+
+    from uec_recipe.reward import compute_score
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    data_source = _geo3k_data_source()
+    accuracy = {}
+    for count in range(1, settings.max_count + 1):
+        images = [draw_squares(count, rng, settings.image_size) for _ in range(per_count) for _ in range(samples)]
+        input_ids = torch.tensor([encoder.prompt_ids] * len(images))
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                mm_token_type_ids=(input_ids == encoder.image_token_id).long(),
+                **encoder.pixels(images),
+                max_new_tokens=12,
+                do_sample=samples > 1,
+                temperature=1.0 if samples > 1 else None,
+                top_k=0,
+                top_p=1.0,
+                pad_token_id=encoder.tokenizer.pad_token_id,
+                eos_token_id=encoder.tokenizer.eos_token_id,
+            )
+        texts = encoder.tokenizer.batch_decode(out[:, input_ids.shape[1] :], skip_special_tokens=False)
+        scores = [compute_score(data_source, text, str(count))["score"] for text in texts]
+        accuracy[count] = round(sum(scores) / len(scores), 3)
+    return accuracy
+
+
+def _geo3k_data_source() -> str:
+    from data_prep.sources import DATASETS
+
+    return DATASETS[GEO3K_TRAIN].source_id
+
+
+# ---- build with cache --------------------------------------------------------------------------------------------
+
+
+def build_vlm_demo(settings: VlmSettings = VlmSettings(), root: Path | None = None, log=_log) -> VlmArtifacts:
+    """Build (or reuse from the cache) the tiny VLM and the Geometry3K-format data; returns where they are."""
+    import torch
+
+    root = Path(root) if root is not None else cache_root() / f"vlm-{settings.key()}"
+    artifacts = VlmArtifacts(root)
+    if artifacts.report_file.exists() and artifacts.train_file.exists() and artifacts.test_file.exists():
+        log(f"[vlm] reusing cached model and data in {root}")
+        return artifacts
+
+    log(f"[vlm] building tokenizer, processor, model and data in {root} (cached for later runs)")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root.parent))
+    try:
+        torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
+        started = time.time()
+        tokenizer = build_vl_tokenizer(settings)
+        processor = build_processor(tokenizer, settings)
+        model = build_random_vlm(tokenizer, settings)
+        n_params = sum(p.numel() for p in model.parameters())
+        n_vision = sum(p.numel() for p in model.model.visual.parameters())
+        log(
+            f"[vlm] policy: Qwen2.5-VL architecture, {n_params / 1e6:.2f}M parameters "
+            f"({n_vision / 1e6:.2f}M vision tower), vocab {len(tokenizer)}"
+        )
+        encoder = PromptEncoder(processor, settings.image_size)
+        log(f"[vlm] prompt: {len(encoder.prompt_ids)} tokens incl. image tokens")
+        report = warm_start(model, encoder, settings, log=log)
+        report["greedy_accuracy_by_count"] = accuracy_by_count(model, encoder, settings)
+        report["sampled_accuracy_by_count"] = accuracy_by_count(model, encoder, settings, per_count=8, samples=4)
+        report["parameters"] = n_params
+        report["vision_parameters"] = n_vision
+        report["prompt_tokens"] = len(encoder.prompt_ids)
+        report["settings"] = asdict(settings)
+        save_model_dir(model, processor, staging / "model")
+
+        rng = random.Random(settings.seed + 2)
+        train_counts = [settings.train_counts[i % len(settings.train_counts)] for i in range(settings.train_prompts)]
+        test_counts = [c for c in settings.test_counts for _ in range(settings.test_prompts_per_count)]
+        raw = staging / "raw" / "data"
+        write_raw_split(raw_geometry3k_rows(train_counts, rng, settings.image_size), raw / "train-00000-of-00001.parquet")
+        write_raw_split(raw_geometry3k_rows(test_counts, rng, settings.image_size), raw / "test-00000-of-00001.parquet")
+        convert_with_data_prep(staging / "raw", staging / "data", log=log)
+        report["build_seconds"] = round(time.time() - started, 1)
+        (staging / "warm_start.json").write_text(json.dumps(report, indent=2))
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(staging, root)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    report = json.loads(artifacts.report_file.read_text())
+    greedy = ", ".join(f"{k}:{v:.2f}" for k, v in report["greedy_accuracy_by_count"].items())
+    sampled = ", ".join(f"{k}:{v:.2f}" for k, v in report["sampled_accuracy_by_count"].items())
+    log(
+        f"[vlm] warm start done in {report['seconds']}s, final loss {report['final_loss']:.4f}; accuracy by count, "
+        f"greedy {greedy}; T=1 {sampled}"
+    )
+    return artifacts
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", help="build into this folder instead of the cache")
+    parser.add_argument(
+        "--print-env", action="store_true", help="print shell assignments DEMO_MODEL=... DEMO_TRAIN=... DEMO_TEST=..."
+    )
+    args = parser.parse_args(argv)
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.print_env else _log
+    artifacts = build_vlm_demo(root=Path(args.root) if args.root else None, log=log)
+    if args.print_env:
+        print(f"DEMO_MODEL={artifacts.model_dir}\nDEMO_TRAIN={artifacts.train_file}\nDEMO_TEST={artifacts.test_file}")
+    else:
+        print(f"model: {artifacts.model_dir}\ntrain: {artifacts.train_file}\ntest:  {artifacts.test_file}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
