@@ -15,8 +15,10 @@ import sys
 import hydra
 from omegaconf import OmegaConf
 
+DRY_RUN_HEADER = "# ---- resolved configuration (UEC_DRY_RUN=1) ----"
 
-def check_config(config) -> None:
+
+def check_config(config, dry_run: bool = False) -> None:
     """Every check that can fail before any expensive work: verl's, UEC-RL's and the data schema."""
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
@@ -25,10 +27,11 @@ def check_config(config) -> None:
 
     load_and_validate(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
-    check_datasets(config)
+    check_datasets(config, dry_run=dry_run)
 
 
-def check_datasets(config) -> None:
+def check_datasets(config, dry_run: bool = False) -> None:
+    """Schema-check every train/val parquet (data_prep.schema); a dry run only notes files that are not there yet."""
     from data_prep.schema import validate_rl_parquet
 
     for key in ("train_files", "val_files"):
@@ -37,6 +40,9 @@ def check_datasets(config) -> None:
             continue
         for path in [files] if isinstance(files, str) else list(files):
             if not os.path.exists(path):
+                if dry_run:
+                    print(f"[uec] dry run: data.{key} {path} does not exist yet; not checked", file=sys.stderr)
+                    continue
                 raise FileNotFoundError(
                     f"data.{key}: {path} does not exist (prepare it with python -m data_prep.prepare)"
                 )
@@ -47,9 +53,11 @@ def run(config) -> None:
     from verl.utils.device import auto_set_device
 
     auto_set_device(config)
-    check_config(config)
-    if os.environ.get("UEC_DRY_RUN", "0") not in ("", "0", "false"):
-        print(OmegaConf.to_yaml(config, resolve=True))
+    dry_run = os.environ.get("UEC_DRY_RUN", "0") not in ("", "0", "false")
+    check_config(config, dry_run=dry_run)
+    if dry_run:
+        print(DRY_RUN_HEADER)
+        print(OmegaConf.to_yaml(config, resolve=True), flush=True)
         print("[uec] dry run: configuration composed and validated; not starting Ray", file=sys.stderr)
         return
     from verl.trainer.main_ppo import TaskRunnerV1, run_ppo

@@ -170,17 +170,30 @@ class HFGenerationServer:
     def _load_model(self, path: str):
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
 
+        # verl's HFModelConfig imports model.external_lib before it loads the processor; this actor builds no
+        # HFModelConfig, so it imports them itself (the CPU VLM demo registers its image-only processor there).
+        self._import_external_libs(getattr(self.model_config, "external_lib", None))
         hf_config = AutoConfig.from_pretrained(path, trust_remote_code=self.trust_remote_code)
         is_vision_language = getattr(hf_config, "vision_config", None) is not None
         model_cls = AutoModelForImageTextToText if is_vision_language else AutoModelForCausalLM
         model = model_cls.from_pretrained(path, dtype=torch.float32, attn_implementation="eager")
         model.eval()
         self.processor = None
+        self.image_token_id = getattr(hf_config, "image_token_id", None)
+        self.video_token_id = getattr(hf_config, "video_token_id", None)
         if is_vision_language:
             from transformers import AutoProcessor
 
-            self.processor = AutoProcessor.from_pretrained(path)
+            self.processor = AutoProcessor.from_pretrained(path, trust_remote_code=self.trust_remote_code)
         return model
+
+    @staticmethod
+    def _import_external_libs(external_lib) -> None:
+        from verl.utils.import_utils import import_external_libs
+
+        if external_lib is not None and not isinstance(external_lib, str):
+            external_lib = [str(name) for name in external_lib]  # a ListConfig when it comes from hydra
+        import_external_libs(external_lib)
 
     def _eos_token_ids(self) -> list[int]:
         ids = []
@@ -256,16 +269,17 @@ class HFGenerationServer:
                     request.future.set_result(output)
 
     def _generate_batch(self, batch: list[_Request]) -> list[TokenOutput]:
-        # Text-only requests are batched together; a request with images runs on its own, because the
-        # vision tower needs its own pixel tensors and grid sizes.
+        # Text-only requests are batched together, and so are requests with images: their pixel tensors are
+        # concatenated in row order, the order in which the model fills the rows' image-pad runs.
         text_rows = [r for r in batch if not r.images]
         outputs: dict[int, TokenOutput] = {}
         if text_rows:
             for request, output in zip(text_rows, self._generate_rows(text_rows)):
                 outputs[id(request)] = output
-        for request in batch:
-            if request.images:
-                outputs[id(request)] = self._generate_rows([request])[0]
+        image_rows = [r for r in batch if r.images]
+        if image_rows:
+            for request, output in zip(image_rows, self._generate_rows(image_rows)):
+                outputs[id(request)] = output
         return [outputs[id(r)] for r in batch]
 
     @torch.no_grad()
@@ -280,8 +294,8 @@ class HFGenerationServer:
             input_ids[i, width - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids)
             attention_mask[i, width - len(request.prompt_ids) :] = 1
         model_inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if rows[0].images:
-            model_inputs.update(self._vision_inputs(rows[0].images))
+        if any(r.images for r in rows):
+            model_inputs.update(self._vision_inputs(rows, input_ids))
 
         sampler = PerRowSampler(
             [r.temperature for r in rows], [r.top_k for r in rows], [r.top_p for r in rows], [r.seed for r in rows]
@@ -324,11 +338,48 @@ class HFGenerationServer:
         self.stats["generate_seconds"] += time.perf_counter() - started
         return outputs
 
-    def _vision_inputs(self, images: list[Any]) -> dict[str, torch.Tensor]:
-        # The agent loop has already expanded the image placeholder tokens in prompt_ids; only the pixel tensors
-        # and their grid sizes are needed here.
-        processed = self.processor.image_processor(images=images, return_tensors="pt")
-        return {key: value for key, value in processed.items() if key in ("pixel_values", "image_grid_thw")}
+    def _vision_inputs(self, rows: list[_Request], input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The vision inputs of a batch of requests: the images of all rows, in row order.
+
+        The agent loop has already expanded each image placeholder in prompt_ids (one pad token per merged patch
+        group of the resized image it also sends), so only the pixel tensors, their grid sizes and the token types
+        are built here.
+        """
+        images = [image for request in rows for image in (request.images or [])]
+        model_inputs = dict(self.processor.image_processor(images=images, return_tensors="pt"))
+        grid = model_inputs.get("image_grid_thw")
+        if grid is not None and self.image_token_id is not None:
+            merge = int(getattr(self.processor.image_processor, "merge_size", 1) or 1)
+            expected = int((grid.prod(-1) // (merge * merge)).sum())
+            found = int((input_ids == self.image_token_id).sum())
+            if expected != found:
+                raise ValueError(
+                    f"the prompts hold {found} image tokens but their {len(images)} image(s) make {expected}: "
+                    "the rollout's image processor must resize as the agent loop's processor did"
+                )
+        import inspect
+
+        if self.image_token_id is not None and "mm_token_type_ids" in inspect.signature(self.model.forward).parameters:
+            # Qwen2.5-VL in transformers >= 5.3 builds M-RoPE positions (3-D for image tokens) only when it gets the
+            # token types; without them image tokens would get text positions, unlike the trainer's forward.
+            token_types = torch.zeros_like(input_ids)
+            token_types[input_ids == self.image_token_id] = 1
+            if self.video_token_id is not None:
+                token_types[input_ids == self.video_token_id] = 2
+            model_inputs["mm_token_type_ids"] = token_types
+        return model_inputs
+
+    def _tower_checksums(self) -> Optional[dict[str, float]]:
+        """Separate weight fingerprints of the vision tower and the language model (vision-language models only),
+        so a run can show that a weight sync changed both."""
+        if self.processor is None:
+            return None
+        sums = {"vision": 0.0, "language": 0.0}
+        with torch.no_grad():
+            for name, parameter in self.model.named_parameters():
+                tower = "vision" if "visual" in name.split(".") else "language"
+                sums[tower] += float(parameter.double().abs().sum())
+        return sums
 
     def _log_request(self, request_id: str, request: _Request) -> None:
         record = {
@@ -370,6 +421,7 @@ class HFGenerationServer:
                 "event": "update_weights",
                 "global_steps": self.global_steps,
                 "weights_checksum": weights_checksum(self.model),
+                "tower_checksums": self._tower_checksums(),
             }
         )
         return len(state_dict)
