@@ -5,8 +5,8 @@
 # DIR/metrics.jsonl (verl's metrics, one line per step), DIR/curves.png and DIR/summary.md.
 set -euo pipefail
 
-# The whole script is one function, read by bash before it runs: editing or updating the file during a long
-# run cannot change what the run executes.
+# The whole script is one function that bash reads before running it, called on a line that also exits:
+# editing or updating the file during a long run cannot change what the run executes.
 main() {
   ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -39,6 +39,8 @@ main() {
 
   source "$ROOT/run_scripts/setup_env.sh"
   source "$ROOT/run_scripts/cpu_overrides.sh"
+  # DAPO's overlong buffer (410 of 2048 tokens in the preset) must fit the 16-token demo responses
+  if [ "$ALGO" = dapo ]; then DEMO_OVERRIDES+=(reward.reward_kwargs.overlong_buffer_cfg.len=4); fi
   TASK_OVERRIDES=()
   if [ "$TASK" = vlm ]; then
     # the tiny vision-language policy and the synthetic Geometry3K-format task (uec_recipe/demo/vlm.py)
@@ -69,4 +71,4 @@ main() {
   echo "[quickstart] wrote $OUT/metrics.jsonl, $OUT/curves.png and $OUT/summary.md"
 }
 
-main "$@"
+main "$@"; exit

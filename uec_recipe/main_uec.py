@@ -24,8 +24,10 @@ def check_config(config, dry_run: bool = False) -> None:
     from verl.utils.config import validate_config
 
     from uec_recipe.algo.config import load_and_validate
+    from uec_recipe.baselines import check_baselines
 
     load_and_validate(config)
+    check_baselines(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     check_datasets(config, dry_run=dry_run)
 

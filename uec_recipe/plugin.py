@@ -6,7 +6,7 @@ of those processes pay for modules it never uses, so nothing heavy is imported n
 is attached to the verl module that owns the registry and runs right after that module is first imported
 (or immediately, if it already was):
 
-* ``verl.trainer.ppo.core_algos``            → advantage estimators ``uec`` and ``entropy_adv``
+* ``verl.trainer.ppo.core_algos``            → advantage estimator ``uec``
 * ``verl.experimental.agent_loop.agent_loop`` → agent loop ``uec_agent`` (per-row temperature)
 * ``verl.trainer.ppo.v1.trainer_base``        → V1 trainer mode ``uec``
 * ``verl.workers.rollout.base`` / ``.replica`` → CPU rollout ``hf`` (only with ``VERL_PLATFORM=cpu``)

@@ -44,6 +44,7 @@ from uec_recipe.algo.buffers import BufferedRow, FifoBuffer, fifo_capacity, sele
 from uec_recipe.algo.config import UECConfig, load_and_validate, update_batch_rows
 from uec_recipe.algo.difficulty import difficult_groups, group_rows, sequence_advantages, sequence_scores
 from uec_recipe.algo.retention import admit_to_replay, keep_exploration, keep_regular, overlong_positive
+from uec_recipe.baselines import apply_entropy_advantage
 from uec_recipe.checkpoint import STATE_FILE, build_state, read_state, records_to_rows, write_atomically
 from uec_recipe.eval.passk import validation_passk_metrics
 from uec_recipe.rollout.agent_loop import TEMPERATURE_COLUMN
@@ -167,6 +168,13 @@ class UECTrainer(PPOTrainerSync):
             batch = self._step_rows
         super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
         print(progress_line(metrics, global_steps, self.total_training_steps), flush=True)
+
+    def _compute_advantage(self, batch, metrics):
+        # Entropy-Adv (algo=entropy_adv): verl's advantages, then the entropy bonus (uec_recipe/baselines.py)
+        batch = super()._compute_advantage(batch, metrics)
+        if self.config.algorithm.get("entropy_adv", {}).get("enable", False):
+            batch = apply_entropy_advantage(batch, self.config.algorithm, metrics)
+        return batch
 
     def _val_metrics_update(
         self, data_sources, sample_uids, reward_extra_infos_dict, sample_turns, expected_acc_counts=None

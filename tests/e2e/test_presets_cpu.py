@@ -7,45 +7,18 @@ start-up (OUT/stdout.log) and the metrics the real trainer logged (OUT/metrics.j
 from __future__ import annotations
 
 import math
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from uec_recipe.summary import read_metrics
-
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
-SMALL = [
-    "data.train_batch_size=8",
-    "actor_rollout_ref.actor.ppo_mini_batch_size=8",
-    "trainer.val_before_train=False",
-]
-# DAPO's overlong buffer is sized for 2048-token responses (410 tokens); the demo's responses are 16 tokens long.
-DAPO_DEMO = ["reward.reward_kwargs.overlong_buffer_cfg.len=4"]
 
-
-def run_quickstart(out: Path, steps: int, algo: str, overrides=()) -> tuple[list[dict], str]:
-    """The helper of test_trainer_cpu.py, returning the metrics rows and the run's stdout."""
-    cmd = [
-        "bash",
-        str(REPO / "run_scripts/quickstart_cpu.sh"),
-        "--steps",
-        str(steps),
-        "--algo",
-        algo,
-        "--out",
-        str(out),
-        "--",
-        *SMALL,
-        *overrides,
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    (out / "stdout.log").write_text(result.stdout + "\n--- stderr ---\n" + result.stderr)
-    assert result.returncode == 0, f"quickstart failed (log in {out}/stdout.log):\n{result.stderr[-4000:]}"
-    rows = [r for r in read_metrics(out / "metrics.jsonl") if r["step"] >= 1]
-    return rows, result.stdout
+def run(quickstart, out: Path, algo: str, overrides=()) -> tuple[list[dict], str]:
+    """Two steps of the preset through the quickstart; the metrics rows and the run's stdout."""
+    rows, _ = quickstart(out, steps=2, algo=algo, overrides=overrides)
+    return rows, (out / "stdout.log").read_text()
 
 
 def common_checks(rows):
@@ -54,8 +27,8 @@ def common_checks(rows):
     assert all(math.isfinite(row["actor/pg_loss"]) for row in rows)
 
 
-def test_dapo(demo, tmp_path):
-    rows, stdout = run_quickstart(tmp_path, steps=2, algo="dapo", overrides=DAPO_DEMO)
+def test_dapo(demo, quickstart, tmp_path):
+    rows, stdout = run(quickstart, tmp_path, "dapo")
     common_checks(rows)
     # verl pprints the resolved configuration before training
     assert "'clip_ratio_high': 0.28" in stdout
@@ -66,13 +39,13 @@ def test_dapo(demo, tmp_path):
     assert not any("kl_loss" in key for row in rows for key in row), "DAPO runs without a KL loss"
 
 
-def test_kl_cov(demo, tmp_path):
+def test_kl_cov(demo, quickstart, tmp_path):
     # Two mini-batches per step: KL-Cov's penalty is zero on the first, fully on-policy one (docs/baselines.md).
     two_minibatches = [
         "actor_rollout_ref.actor.ppo_mini_batch_size=4",  # 4 prompts x 4 samples = 16 rows per mini-batch
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=16",
     ]
-    rows, stdout = run_quickstart(tmp_path, steps=2, algo="kl_cov", overrides=two_minibatches)
+    rows, stdout = run(quickstart, tmp_path, "kl_cov", overrides=two_minibatches)
     common_checks(rows)
     assert "'loss_mode': 'kl_cov'" in stdout and "'kl_cov_ratio': 0.002" in stdout
     # the kl_cov loss ran in the worker: it reports ppo_kl but none of the clip fractions of the clipped losses
@@ -80,9 +53,8 @@ def test_kl_cov(demo, tmp_path):
     assert all(row["actor/ppo_kl"] > 0 for row in rows), "the second mini-batch must be off-policy"
 
 
-def test_entropy_adv(demo, tmp_path):
-    # Needs UECTrainer._compute_advantage to call uec_recipe.baselines.apply_entropy_advantage.
-    rows, stdout = run_quickstart(tmp_path, steps=2, algo="entropy_adv")
+def test_entropy_adv(demo, quickstart, tmp_path):
+    rows, stdout = run(quickstart, tmp_path, "entropy_adv")
     common_checks(rows)
     assert "'entropy_adv': {'alpha': 0.4, 'enable': True, 'kappa': 2.0}" in stdout
     for row in rows:
