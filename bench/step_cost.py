@@ -24,20 +24,7 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from uec_recipe.summary import read_metrics  # noqa: E402
-
-STAGES = [
-    "gen",
-    "gen_explore",
-    "adv",
-    "old_log_prob",
-    "ref",
-    "update_actor",
-    "uec_replay/update_actor",
-    "uec_bookkeeping",
-    "update_weights",
-    "step",
-]
+from uec_recipe.summary import STAGES, read_metrics, stage_means  # noqa: E402
 
 
 def tree_rss(root: psutil.Process) -> int:
@@ -71,7 +58,7 @@ def run_once(algo: str, steps: int, out: Path) -> dict:
         raise SystemExit(f"{algo} run failed:\n{stderr[-3000:]}")
     rows = [r for r in read_metrics(out / "metrics.jsonl") if r["step"] >= 1]
     later = rows[1:] or rows
-    stage_means = {s: statistics.mean(r.get(f"timing_s/{s}", 0.0) for r in later) for s in STAGES}
+    means = stage_means(rows)
     if algo == "uec":
         tokens = [r["uec/trained_response_tokens"] for r in later]
     else:  # every generated row is trained; rows = batch tokens / mean row length
@@ -82,8 +69,8 @@ def run_once(algo: str, steps: int, out: Path) -> dict:
     return {
         "wall_s": time.time() - started,
         "peak_rss_gb": peak[0] / 2**30,
-        "step_s": stage_means["step"],
-        "stages": stage_means,
+        "step_s": means["step"],
+        "stages": means,
         "trained_tokens_per_step": statistics.mean(tokens),
     }
 

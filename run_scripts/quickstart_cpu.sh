@@ -39,6 +39,7 @@ main() {
 
   source "$ROOT/run_scripts/setup_env.sh"
   source "$ROOT/run_scripts/cpu_overrides.sh"
+  source "$ROOT/run_scripts/demo_overrides.sh"
   # DAPO's overlong buffer (410 of 2048 tokens in the preset) must fit the 16-token demo responses
   if [ "$ALGO" = dapo ]; then DEMO_OVERRIDES+=(reward.reward_kwargs.overlong_buffer_cfg.len=4); fi
   TASK_OVERRIDES=()

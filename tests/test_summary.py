@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from uec_recipe.summary import build_summary, read_metrics
+from uec_recipe.summary import build_summary, read_metrics, timing_table
 
 
 def write_log(path, records):
@@ -70,3 +70,15 @@ def test_summary_from_file_logger_lines(tmp_path):
     assert "| replay (stabilizer) updates | 1 |" in text
     assert "| 3 | uec_demo/digit_sum | 2 | 0.500 | 1.000 | 0.500 | 0.600 |" in text
     assert "![training curves](curves.png)" in text
+
+
+def test_timing_table_skips_the_warm_up_step():
+    rows = [
+        {"step": 1, "timing_s/step": 40.0, "timing_s/gen": 30.0},
+        {"step": 2, "timing_s/step": 4.0, "timing_s/gen": 2.0, "timing_s/uec_bookkeeping": 0.04},
+        {"step": 3, "timing_s/step": 2.0, "timing_s/gen": 1.0, "timing_s/uec_bookkeeping": 0.02},
+    ]
+    text = "\n".join(timing_table(rows))
+    assert "| gen | 1.500 | 50.0% |" in text
+    assert "| uec_bookkeeping | 0.030 | 1.0% |" in text
+    assert "| whole step | 3.000 | 100% |" in text

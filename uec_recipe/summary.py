@@ -11,6 +11,21 @@ import math
 import sys
 from pathlib import Path
 
+# Stages timed by verl (timing_s/*) and by the UEC step; "uec_bookkeeping" is everything the recipe adds that is
+# not model compute (difficulty, retention, buffers, replay selection).
+STAGES = [
+    "gen",
+    "gen_explore",
+    "adv",
+    "old_log_prob",
+    "ref",
+    "update_actor",
+    "uec_replay/update_actor",
+    "uec_bookkeeping",
+    "update_weights",
+    "step",
+]
+
 UEC_TOTALS = [
     ("uec/difficult_prompts", "difficult prompts found"),
     ("uec/exploration_samples", "exploration samples generated at T'"),
@@ -86,6 +101,31 @@ def passk_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def stage_means(rows: list[dict]) -> dict[str, float]:
+    """Mean seconds per stage over the training steps after the first (which includes worker warm-up)."""
+    training = [r for r in rows if r["step"] >= 1 and "timing_s/step" in r]
+    later = training[1:] or training
+    return {stage: sum(r.get(f"timing_s/{stage}", 0.0) for r in later) / max(1, len(later)) for stage in STAGES}
+
+
+def timing_table(rows: list[dict]) -> list[str]:
+    means = stage_means(rows)
+    if not means["step"]:
+        return []
+    lines = [
+        "",
+        "Where a step's time goes (mean over steps 2 onward):",
+        "",
+        "| stage | seconds | share |",
+        "|---|---|---|",
+    ]
+    for stage in STAGES[:-1]:
+        if means[stage]:
+            lines.append(f"| {stage} | {means[stage]:.3f} | {100 * means[stage] / means['step']:.1f}% |")
+    lines.append(f"| whole step | {means['step']:.3f} | 100% |")
+    return lines
+
+
 def build_summary(rows: list[dict], algo: str, curves: str | None = None) -> str:
     training = [r for r in rows if r["step"] >= 1 and "training/global_step" in r]
     if not training:
@@ -114,6 +154,7 @@ def build_summary(rows: list[dict], algo: str, curves: str | None = None) -> str
         lines.append(f"| steps that skipped the update (buffer below N0) | {skipped} |")
         lines.append(f"| replay (stabilizer) updates | {int(replay_updates)} |")
     lines += passk_table(rows)
+    lines += timing_table(rows)
     if curves:
         lines += ["", f"![training curves]({curves})"]
     return "\n".join(lines) + "\n"
@@ -123,12 +164,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Write a short markdown summary of a run")
     parser.add_argument("--metrics", required=True, help="verl file-logger JSONL (metrics.jsonl)")
     parser.add_argument("--algo", default="uec")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", help="markdown file to write (required unless --timings-only)")
     parser.add_argument("--curves", help="PNG to link from the summary (path relative to it)")
+    parser.add_argument("--timings-only", action="store_true", help="print only the per-stage timing table")
     args = parser.parse_args(argv)
     if not Path(args.metrics).exists():
         print(f"error: {args.metrics} does not exist", file=sys.stderr)
         return 2
+    if not args.timings_only and not args.out:
+        parser.error("--out is required")
+    if args.timings_only:
+        print("\n".join(timing_table(read_metrics(args.metrics))))
+        return 0
     text = build_summary(read_metrics(args.metrics), args.algo, args.curves)
     Path(args.out).write_text(text)
     print(text)

@@ -109,6 +109,7 @@ class UECTrainer(PPOTrainerSync):
             )
             metrics.update(off_policy_metrics)
         with marked_timer("adv", timing_raw, color="brown"):
+            regular = self._canonical_order(regular, list(self._step_prompts["uid"]))
             regular_data = self._group_advantages(regular)
 
         # 2.-4. difficult prompts, exploration at T', advantages within exploration groups
@@ -299,7 +300,23 @@ class UECTrainer(PPOTrainerSync):
         sampled, _ = self.replay_buffer.sample(
             global_steps=self.global_steps, partition_id=PARTITION, batch_size=len(rows)
         )
-        return sampled
+        return self._canonical_order(sampled, list(explore["uid"]))
+
+    @staticmethod
+    def _canonical_order(meta: KVBatchMeta, prompt_uids: list[str]) -> KVBatchMeta:
+        """The sampled rows by prompt (in submission order), then by response tokens.
+
+        Rows arrive in whatever order the rollout finished them, and which session of a prompt got which sample
+        depends on request timing. The FIFO buffers keep row order, so without a canonical order two runs with the
+        same seed would pop different rows into an update. Rows with equal responses are interchangeable.
+        """
+        responses = tq.kv_batch_get(keys=meta.keys, partition_id=meta.partition_id, select_fields=["responses"])
+        tokens = [row.tolist() for row in responses["responses"]]
+        position = {str(uid): i for i, uid in enumerate(prompt_uids)}
+        order = sorted(range(len(meta)), key=lambda i: (position[meta.keys[i].split("_")[0]], tokens[i], meta.keys[i]))
+        return KVBatchMeta(
+            partition_id=meta.partition_id, keys=[meta.keys[i] for i in order], tags=[meta.tags[i] for i in order]
+        )
 
     def _retain(self, meta: KVBatchMeta, data: DataProto, exploration: bool) -> list[BufferedRow]:
         advantages = sequence_advantages(data)

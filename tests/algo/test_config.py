@@ -87,7 +87,8 @@ def test_bad_config_fails_before_ray_starts(tmp_path):
 
 def test_dry_run_composes_the_cpu_demo_configuration(demo):
     script = (
-        f"source {REPO}/run_scripts/cpu_overrides.sh && UEC_DRY_RUN=1 {sys.executable} -m uec_recipe.main_uec "
+        f"source {REPO}/run_scripts/cpu_overrides.sh && source {REPO}/run_scripts/demo_overrides.sh && "
+        f"UEC_DRY_RUN=1 {sys.executable} -m uec_recipe.main_uec "
         f'"${{CPU_OVERRIDES[@]}}" "${{DEMO_OVERRIDES[@]}}" actor_rollout_ref.model.path={demo.model_dir} '
         f"data.train_files={demo.train_file} data.val_files={demo.test_file}"
     )

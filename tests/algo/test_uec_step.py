@@ -79,7 +79,12 @@ class FakeRollout:
                 key = f"{uid}_{session}_0"
                 scores = torch.zeros(RESPONSE_LEN)
                 scores[-1] = reward
-                self.store.rows[key] = {"uid": uid, "response_mask": torch.ones(RESPONSE_LEN), "rm_scores": scores}
+                self.store.rows[key] = {
+                    "uid": uid,
+                    "response_mask": torch.ones(RESPONSE_LEN),
+                    "rm_scores": scores,
+                    "responses": torch.tensor([session, 0, 0]),
+                }
                 keys.append(key)
                 tags.append({"response_len": RESPONSE_LEN, "seq_len": 10})
         return KVBatchMeta(partition_id=partition_id, keys=keys, tags=tags), {}
@@ -242,3 +247,15 @@ def test_batch_buffer_overflow_drops_the_oldest_rows(monkeypatch):
     assert second["uec/batch_buffer_size"] == 6
     assert {"p1x0_0_0", "p1x0_1_0"} <= set(cleared.keys)  # the two oldest rows were evicted and are deleted
     assert [row.key for row in trainer.batch_buffer.rows()][:2] == ["p1x0_2_0", "p1x0_3_0"]
+
+
+def test_rows_are_put_in_an_order_independent_of_arrival(monkeypatch):
+    store = FakeTransferQueue()
+    monkeypatch.setattr(trainer_module, "tq", store)
+    arrivals = [("b_1_0", [7]), ("a_0_0", [9]), ("b_0_0", [3]), ("a_1_0", [2]), ("a_2_0", [9])]
+    for key, tokens in arrivals:
+        store.rows[key] = {"responses": torch.tensor(tokens)}
+    meta = KVBatchMeta(partition_id="train", keys=[k for k, _ in arrivals], tags=[{"k": k} for k, _ in arrivals])
+    ordered = UECTrainer._canonical_order(meta, ["a", "b"])
+    assert ordered.keys == ["a_1_0", "a_0_0", "a_2_0", "b_0_0", "b_1_0"]  # prompt a first, then by response
+    assert [t["k"] for t in ordered.tags] == ordered.keys
