@@ -108,8 +108,9 @@ class UECTrainer(PPOTrainerSync):
                 global_steps=self.global_steps, partition_id=PARTITION, batch_size=self.config.data.train_batch_size
             )
             metrics.update(off_policy_metrics)
-        with marked_timer("adv", timing_raw, color="brown"):
+        with marked_timer("uec_bookkeeping", timing_raw, color="white"):
             regular = self._canonical_order(regular, list(self._step_prompts["uid"]))
+        with marked_timer("adv", timing_raw, color="brown"):
             regular_data = self._group_advantages(regular)
 
         # 2.-4. difficult prompts, exploration at T', advantages within exploration groups
@@ -117,7 +118,9 @@ class UECTrainer(PPOTrainerSync):
         exploration, exploration_data = None, None
         if self.uec.exploration.enable and difficult:
             with marked_timer("gen_explore", timing_raw, color="red"):
-                exploration = self._explore(difficult)
+                exploration, exploration_uids = self._explore(difficult)
+            with marked_timer("uec_bookkeeping", timing_raw, color="white"):
+                exploration = self._canonical_order(exploration, exploration_uids)
             with marked_timer("adv", timing_raw, color="brown"):
                 exploration_data = self._group_advantages(exploration)
         self.checkpoint_manager.sleep_replicas()
@@ -287,7 +290,7 @@ class UECTrainer(PPOTrainerSync):
         tq.kv_batch_put(keys=meta.keys, partition_id=meta.partition_id, fields=TensorDict(nested, batch_size=len(meta)))
         return data
 
-    def _explore(self, difficult: list[str]) -> KVBatchMeta:
+    def _explore(self, difficult: list[str]) -> tuple[KVBatchMeta, list[str]]:
         """Re-sample each difficult prompt G' times at T' as a new group (fresh uid, no '_' in it)."""
         prompts = self._step_prompts
         uid_to_row = {str(uid): row for row, uid in enumerate(prompts["uid"])}
@@ -300,7 +303,7 @@ class UECTrainer(PPOTrainerSync):
         sampled, _ = self.replay_buffer.sample(
             global_steps=self.global_steps, partition_id=PARTITION, batch_size=len(rows)
         )
-        return self._canonical_order(sampled, list(explore["uid"]))
+        return sampled, list(explore["uid"])
 
     @staticmethod
     def _canonical_order(meta: KVBatchMeta, prompt_uids: list[str]) -> KVBatchMeta:
@@ -347,7 +350,8 @@ class UECTrainer(PPOTrainerSync):
                 batch = self._compute_ref_log_prob(batch, metrics=metrics)
         # The meta returned by a TQ write lists the fields stored at that moment; the update must read all of them.
         batch.fields = None
-        metrics.update(self._entropy_by_origin(batch, rows))
+        with marked_timer("uec_bookkeeping", timing_raw, color="white"):
+            metrics.update(self._entropy_by_origin(batch, rows))
         with marked_timer("update_actor", timing_raw, color="red"):
             batch = self._update_actor(batch, metrics=metrics)
         return batch
