@@ -4,8 +4,8 @@
 # Qwen2.5-VL-7B Geometry3K GPU run.
 VLM_OVERRIDES=(
   data.image_key=images                                           # the converter's image column (verl's default too)
-  data.max_prompt_length=256                                      # 207 prompt tokens incl. 4 image tokens (GPU 1024)
-  data.max_response_length=16                                     # "<think> </think> \boxed{N}" + eos is 9 tokens
+  data.max_prompt_length=256                                      # prompts are 207-211 tokens incl. 4 image tokens
+  data.max_response_length=32                                     # counting nine squares out loud takes 25 tokens
   # transformers' Qwen2.5-VL processor needs a video processor, hence torchvision, which is absent beside the CPU
   # torch: this module registers an image-only processor for the tiny model (verl imports it before loading one).
   actor_rollout_ref.model.external_lib=uec_recipe.demo.vlm

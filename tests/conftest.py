@@ -32,3 +32,11 @@ def random_tiny_model(tmp_path_factory):
     model = build_random_model(tokenizer, DemoSettings(hidden_size=32, intermediate_size=64, num_layers=1))
     model.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def vlm_demo():
+    """The warm-started tiny VLM and its Geometry3K-format data (built on first use, then cached)."""
+    from uec_recipe.demo.vlm import build_vlm_demo
+
+    return build_vlm_demo(log=lambda msg: print(msg, file=sys.stderr))

@@ -4,7 +4,6 @@ M-RoPE positions that agree with the trainer's, and a weight sync that covers th
 from __future__ import annotations
 
 import asyncio
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -14,19 +13,11 @@ from omegaconf import OmegaConf
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-@pytest.fixture(scope="session")
-def vlm_demo():
-    """The warm-started tiny VLM and its Geometry3K-format data (built on first use, then cached)."""
-    from uec_recipe.demo.vlm import build_vlm_demo
-
-    return build_vlm_demo(log=lambda msg: print(msg, file=sys.stderr))
-
-
 @pytest.fixture(scope="module")
 def server(vlm_demo):
     from uec_recipe.cpu.hf_rollout import HFGenerationServer
 
-    config = SimpleNamespace(prompt_length=256, response_length=16, seed=3)
+    config = SimpleNamespace(prompt_length=256, response_length=32, seed=3)
     model_config = SimpleNamespace(
         local_path=str(vlm_demo.model_dir), trust_remote_code=False, external_lib="uec_recipe.demo.vlm"
     )

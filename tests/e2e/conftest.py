@@ -24,7 +24,7 @@ SMALL = [
 
 
 def _run_quickstart(
-    out: Path, steps: int, algo: str = "uec", overrides=(), env_extra=None
+    out: Path, steps: int, algo: str = "uec", overrides=(), env_extra=None, task: str = "text"
 ) -> tuple[list[dict], list[dict]]:
     request_log = out / "rollout_requests.jsonl"
     env = {**os.environ, "UEC_ROLLOUT_REQUEST_LOG": str(request_log), **(env_extra or {})}
@@ -35,13 +35,15 @@ def _run_quickstart(
         str(steps),
         "--algo",
         algo,
+        "--task",
+        task,
         "--out",
         str(out),
         "--",
         *SMALL,
         *overrides,
     ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=env)
     (out / "stdout.log").write_text(result.stdout + "\n--- stderr ---\n" + result.stderr)
     assert result.returncode == 0, f"quickstart failed (log in {out}/stdout.log):\n{result.stderr[-4000:]}"
     rows = [r for r in read_metrics(out / "metrics.jsonl") if r["step"] >= 1]
@@ -51,5 +53,5 @@ def _run_quickstart(
 
 @pytest.fixture(scope="session")
 def quickstart():
-    """``quickstart(out, steps, algo="uec", overrides=(), env_extra=None) -> (metric rows, rollout requests)``."""
+    """``quickstart(out, steps, algo="uec", overrides=(), env_extra=None, task="text")`` → (metric rows, requests)."""
     return _run_quickstart

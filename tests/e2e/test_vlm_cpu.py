@@ -7,51 +7,20 @@ One run (a few minutes on 2 cores) is shared by the tests that read it.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-from uec_recipe.summary import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 STEPS = 4
 
-SMALL = [
-    "data.train_batch_size=8",  # N0 = 8 x 4 = 32 rows
-    "actor_rollout_ref.actor.ppo_mini_batch_size=8",
-    "actor_rollout_ref.rollout.top_p=1.0",
-    "uec.replay.adv_threshold=0.0",  # the replay buffer fills at the first update
-    "uec.replay.frequency=2",
-    "trainer.val_before_train=False",
-]
-
-
-@pytest.fixture(scope="session")
-def vlm_demo():
-    """The warm-started tiny VLM and its Geometry3K-format data (built on first use, then cached)."""
-    from uec_recipe.demo.vlm import build_vlm_demo
-
-    return build_vlm_demo(log=lambda msg: print(msg, file=sys.stderr))
-
 
 @pytest.fixture(scope="module")
-def vlm_run(vlm_demo, tmp_path_factory):
+def vlm_run(vlm_demo, quickstart, tmp_path_factory):
     out = tmp_path_factory.mktemp("vlm-uec-run")
-    request_log = out / "rollout_requests.jsonl"
-    env = {**os.environ, "UEC_ROLLOUT_REQUEST_LOG": str(request_log)}
-    cmd = ["bash", str(REPO / "run_scripts/quickstart_cpu.sh"), "--task", "vlm", "--steps", str(STEPS)]
-    cmd += ["--out", str(out), "--", *SMALL]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=env)
-    (out / "stdout.log").write_text(result.stdout + "\n--- stderr ---\n" + result.stderr)
-    assert result.returncode == 0, f"quickstart --task vlm failed (log in {out}/stdout.log):\n{result.stderr[-4000:]}"
-    rows = [r for r in read_metrics(out / "metrics.jsonl") if r["step"] >= 1]
-    requests = [json.loads(line) for line in request_log.read_text().splitlines()]
+    rows, requests = quickstart(out, steps=STEPS, task="vlm")
     return rows, requests, out
 
 

@@ -4,16 +4,17 @@ Half of the paper trains Qwen2.5-VL-7B on Geometry3K. This module gives the same
 -> verl's RLHFDataset and processor -> multimodal rollout -> actor forward with ``pixel_values``,
 ``image_grid_thw`` and M-RoPE positions) a model and a task small enough for 2 CPU cores (docs/vlm.md):
 
-* task    a 56x56 picture with 1-9 black squares, one per 14x14 patch cell; the question
-          ``<image>How many squares are in the image?``; the answer the count. The rows are written in
-          Geometry3K's raw layout (``images``, ``problem``, ``answer``) and converted by data_prep's own
+* task    a 56x56 picture with 1-9 black squares, one per 14x14 patch cell; a question such as
+          ``<image>How many squares are in the image?`` (five phrasings); the answer the count. The rows are
+          written in Geometry3K's raw layout (``images``, ``problem``, ``answer``) and converted by data_prep's own
           ``geo3k_train`` / ``geo3k_test`` converters (``--local-dir``), so they carry Geometry3K's data source,
           prompt template and grader (mathruler on the last ``\\boxed{}``, uec_recipe/reward.py);
 * policy  a random-init ``Qwen2_5_VLForConditionalGeneration``: 2-layer, 64-wide text model (M-RoPE) and a
           2-block vision tower (one windowed block, one full-attention block, as the 7B mixes them); the
           tokenizer is demo/build.py's with Qwen-VL's vision tokens and the Qwen2.5-VL chat template;
-* warm start  supervised on ``<think> </think> \\boxed{N}`` with count weights min(1, 2^-(count-4)), so the
-          policy counts few squares reliably and many rarely: all-correct, mixed and all-wrong groups occur.
+* warm start  supervised on ``<think>1 2 ... N</think> \\boxed{N}`` (counting out loud) with count weights
+          min(1, 2^-(count-3)), so the policy counts few squares reliably and many rarely: all-correct, mixed and
+          all-wrong groups occur.
 
 Two CPU-only gaps of this environment are closed here rather than in verl (both are verl extension points):
 
@@ -51,7 +52,15 @@ from uec_recipe.demo.build import SPECIAL_TOKENS, build_tokenizer, cache_root
 # Geometry3K's hub id: what data_prep's geo3k converter writes as data_source and uec_recipe/reward.py grades with
 # mathruler. The converter names, as data_prep.prepare knows them:
 GEO3K_TRAIN, GEO3K_TEST = "geo3k_train", "geo3k_test"
-QUESTION = "How many squares are in the image?"
+# Phrasings of the question: Geometry3K's questions differ in wording, and so in length.
+QUESTIONS = (
+    "How many squares are in the image?",
+    "Count the squares. How many are there?",
+    "How many black squares can you see?",
+    "What is the number of squares in the picture?",
+    "How many squares does the image show?",
+)
+MAX_RESPONSE_TOKENS = 32  # the longest warm-start response (nine squares counted) is 25 tokens with eos
 PATCH_SIZE = 14  # Qwen2.5-VL's vision patch; 2x2 patches merge into one language-model token
 MERGE_SIZE = 2
 
@@ -94,6 +103,7 @@ FETCH_MIN_TOKENS, FETCH_MAX_TOKENS, FETCH_MAX_RATIO = 4, 16384, 200
 class VlmSettings:
     """Every setting that changes what gets built (the cache key is a hash of these)."""
 
+    build_version: int = 2  # bumped when the task or the build changes in a way no other setting shows
     seed: int = 11
     image_size: int = 56  # 4x4 patches of 14 pixels -> 4 merged image tokens
     min_pixels: int = 56 * 56
@@ -110,13 +120,13 @@ class VlmSettings:
     vision_hidden_size: int = 64
     vision_intermediate_size: int = 128
     vision_heads: int = 2
-    warm_start_steps: int = 700
+    warm_start_steps: int = 450
     warm_start_batch: int = 32
     warm_start_lr: float = 3e-3
     warm_start_warmup: int = 50
-    full_weight_counts: int = 4  # counts up to this have weight 1; each further square halves the weight
+    full_weight_counts: int = 3  # counts up to this have weight 1; each further square halves the weight
     train_prompts: int = 512
-    train_counts: tuple = (3, 4, 5, 6, 7, 8, 9)
+    train_counts: tuple = (4, 5, 6, 7, 8, 9)
     test_counts: tuple = (2, 4, 6, 8, 9)
     test_prompts_per_count: int = 8
 
@@ -308,8 +318,8 @@ def __getattr__(name: str):
 
 def draw_squares(count: int, rng: random.Random, size: int = 56):
     """A white picture with ``count`` black squares, each inside its own 14x14 patch cell (side 9-12 pixels, at a
-    random place in the cell). Black and large: with coloured 6-10 pixel squares, 400 warm-start steps learnt no
-    counting at all (the answer stayed at the count prior), with these it learns in a few hundred."""
+    random place in the cell). Black and large: with coloured 6-10 pixel squares and a bare boxed answer, 400
+    warm-start steps learnt no counting at all (the answer stayed at the count prior); with these they did."""
     from PIL import Image, ImageDraw
 
     cells_per_side = size // PATCH_SIZE
@@ -332,8 +342,9 @@ def png_bytes(image) -> bytes:
 
 
 def answer_text(count: int) -> str:
-    """The warm-start response: the paper template's think block (left empty) and the boxed answer."""
-    return f"<think> </think> \\boxed{{{count}}}"
+    """The warm-start response in the paper's template: the squares counted out loud inside <think>, then the
+    count in \\boxed{}. Its length grows with the count, so responses differ in length as real ones do."""
+    return "<think>" + " ".join(str(n) for n in range(1, count + 1)) + "</think> \\boxed{" + str(count) + "}"
 
 
 def count_weights(settings: VlmSettings) -> list[float]:
@@ -346,7 +357,7 @@ def raw_geometry3k_rows(counts, rng: random.Random, size: int) -> dict[str, list
     images, problems, answers = [], [], []
     for count in counts:
         images.append([{"bytes": png_bytes(draw_squares(count, rng, size)), "path": None}])
-        problems.append("<image>" + QUESTION)
+        problems.append("<image>" + rng.choice(QUESTIONS))
         answers.append(str(count))
     return {"images": images, "problem": problems, "answer": answers}
 
@@ -393,11 +404,11 @@ def user_messages(content: str, images: list) -> list[dict]:
     return [{"role": "user", "content": items}]
 
 
-def converted_prompt_text() -> str:
-    """The user message data_prep's geo3k converter writes for the task question (placeholder, question, suffix)."""
+def converted_prompt_text(question: str) -> str:
+    """The user message data_prep's geo3k converter writes for a question (placeholder, question, suffix)."""
     from data_prep.sources import Problem, build_prompt
 
-    return build_prompt(Problem(question="<image>" + QUESTION, ground_truth="1", images=[b""]))[0]["content"]
+    return build_prompt(Problem(question="<image>" + question, ground_truth="1", images=[b""]))[0]["content"]
 
 
 # ---- tokenizer, processor and model ------------------------------------------------------------------------------
@@ -492,8 +503,8 @@ def save_model_dir(model, processor, out_dir: Path) -> None:
 
 
 class PromptEncoder:
-    """Token ids of the (fixed) converted prompt, rendered once through the processor as verl's rollout renders it,
-    and the pixel inputs of a batch of pictures."""
+    """Token ids of each phrasing's converted prompt, rendered once through the processor as verl's rollout
+    renders it, and the pixel inputs of a batch of pictures."""
 
     def __init__(self, processor, size: int):
         from PIL import Image
@@ -501,10 +512,29 @@ class PromptEncoder:
         self.processor = processor
         self.tokenizer = processor.tokenizer
         blank = Image.new("RGB", (size, size), (255, 255, 255))
-        messages = user_messages(converted_prompt_text(), [blank])
-        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        self.prompt_ids = processor(text=[text], images=[blank], return_tensors="pt")["input_ids"][0].tolist()
+        self.prompts = []
+        for question in QUESTIONS:
+            messages = user_messages(converted_prompt_text(question), [blank])
+            text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            self.prompts.append(processor(text=[text], images=[blank], return_tensors="pt")["input_ids"][0].tolist())
         self.image_token_id = processor.image_token_id
+
+    def batch(self, prompts: list[list[int]], answers: list[list[int]] | None = None):
+        """Right-padded input ids, attention mask, token types and (with answers) labels on the answers only."""
+        import torch
+
+        answers = answers or [[] for _ in prompts]
+        rows = [prompt + answer for prompt, answer in zip(prompts, answers)]
+        width = max(len(ids) for ids in rows)
+        input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id)
+        labels = torch.full((len(rows), width), -100)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, (prompt, ids) in enumerate(zip(prompts, rows)):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention_mask[row, : len(ids)] = 1
+            labels[row, len(prompt) : len(ids)] = torch.tensor(ids[len(prompt) :])
+        token_types = (input_ids == self.image_token_id).long()
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "mm_token_type_ids": token_types}, labels
 
     def pixels(self, images) -> dict:
         out = self.processor.image_processor(images=images, return_tensors="pt")
@@ -529,31 +559,17 @@ def warm_start(model, encoder: PromptEncoder, settings: VlmSettings, log=_log) -
         progress = (step - settings.warm_start_warmup) / max(1, settings.warm_start_steps - settings.warm_start_warmup)
         return settings.warm_start_lr * 0.5 * (1 + math.cos(math.pi * progress))
 
-    prompt = encoder.prompt_ids
     model.train()
     started = time.time()
     loss_value = float("nan")
     for step in range(settings.warm_start_steps):
         batch_counts = rng.choices(counts, weights, k=settings.warm_start_batch)
         images = [draw_squares(count, rng, settings.image_size) for count in batch_counts]
-        rows = [prompt + encoder.answer_ids(count) for count in batch_counts]
-        width = max(len(ids) for ids in rows)
-        input_ids = torch.full((len(rows), width), encoder.tokenizer.pad_token_id)
-        labels = torch.full((len(rows), width), -100)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for row, ids in enumerate(rows):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention_mask[row, : len(ids)] = 1
-            labels[row, len(prompt) : len(ids)] = torch.tensor(ids[len(prompt) :])
+        prompts = [rng.choice(encoder.prompts) for _ in batch_counts]
+        inputs, labels = encoder.batch(prompts, [encoder.answer_ids(count) for count in batch_counts])
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
-        loss = model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            mm_token_type_ids=(input_ids == encoder.image_token_id).long(),
-            labels=labels,
-            **encoder.pixels(images),
-        ).loss
+        loss = model(**inputs, labels=labels, **encoder.pixels(images)).loss
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -581,24 +597,25 @@ def accuracy_by_count(
     torch.manual_seed(seed)
     data_source = _geo3k_data_source()
     accuracy = {}
+    tokenizer = encoder.tokenizer
     for count in range(1, settings.max_count + 1):
         images = [draw_squares(count, rng, settings.image_size) for _ in range(per_count) for _ in range(samples)]
-        input_ids = torch.tensor([encoder.prompt_ids] * len(images))
+        prompt = encoder.prompts[count % len(encoder.prompts)]
+        input_ids = torch.tensor([prompt] * len(images))
         with torch.no_grad():
             out = model.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),
                 mm_token_type_ids=(input_ids == encoder.image_token_id).long(),
                 **encoder.pixels(images),
-                max_new_tokens=12,
+                max_new_tokens=MAX_RESPONSE_TOKENS,
                 do_sample=samples > 1,
                 temperature=1.0 if samples > 1 else None,
-                top_k=0,
                 top_p=1.0,
-                pad_token_id=encoder.tokenizer.pad_token_id,
-                eos_token_id=encoder.tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
             )
-        texts = encoder.tokenizer.batch_decode(out[:, input_ids.shape[1] :], skip_special_tokens=False)
+        texts = tokenizer.batch_decode(out[:, input_ids.shape[1] :], skip_special_tokens=False)
         scores = [compute_score(data_source, text, str(count))["score"] for text in texts]
         accuracy[count] = round(sum(scores) / len(scores), 3)
     return accuracy
@@ -641,13 +658,15 @@ def build_vlm_demo(settings: VlmSettings = VlmSettings(), root: Path | None = No
             f"({n_vision / 1e6:.2f}M vision tower), vocab {len(tokenizer)}"
         )
         encoder = PromptEncoder(processor, settings.image_size)
-        log(f"[vlm] prompt: {len(encoder.prompt_ids)} tokens incl. image tokens")
+        lengths = sorted(len(prompt) for prompt in encoder.prompts)
+        log(f"[vlm] prompts: {lengths[0]}-{lengths[-1]} tokens incl. 4 image tokens")
         report = warm_start(model, encoder, settings, log=log)
         report["greedy_accuracy_by_count"] = accuracy_by_count(model, encoder, settings)
         report["sampled_accuracy_by_count"] = accuracy_by_count(model, encoder, settings, per_count=8, samples=4)
         report["parameters"] = n_params
         report["vision_parameters"] = n_vision
-        report["prompt_tokens"] = len(encoder.prompt_ids)
+        report["prompt_tokens"] = [len(prompt) for prompt in encoder.prompts]
+        report["response_tokens"] = [len(encoder.answer_ids(count)) for count in range(1, settings.max_count + 1)]
         report["settings"] = asdict(settings)
         save_model_dir(model, processor, staging / "model")
 
