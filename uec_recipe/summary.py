@@ -132,7 +132,7 @@ def build_summary(rows: list[dict], algo: str, curves: str | None = None) -> str
         raise ValueError("no training step found in the metrics (did the run fail before its first step?)")
     lines = [f"# Run summary ({algo})", "", f"Steps trained: {len(training)}", ""]
     lines += ["| metric | start (steps) | end (steps) |", "|---|---|---|"]
-    val_keys = sorted({k for r in rows for k in r if k.startswith("val-core/") and "/acc/" in k})
+    val_keys = sorted({k for r in rows for k in r if k.startswith("val-core/") and "/acc/mean@" in k})
     tracked = [
         ("training accuracy (regular rollout)", "critic/score/mean"),
         *[(f"validation {data_source_of(k, 2)} {k.split('/')[-1]}", k) for k in val_keys],
