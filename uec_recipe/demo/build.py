@@ -334,20 +334,25 @@ def build_demo(settings: DemoSettings = DemoSettings(), root: Path | None = None
     return artifacts
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_cli(description: str, build, argv=None) -> int:
+    """The command line both demo builders share: build (or reuse) and print where the model and data are."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--root", help="build into this folder instead of the cache")
     parser.add_argument(
         "--print-env", action="store_true", help="print shell assignments DEMO_MODEL=... DEMO_TRAIN=... DEMO_TEST=..."
     )
     args = parser.parse_args(argv)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.print_env else _log
-    artifacts = build_demo(root=Path(args.root) if args.root else None, log=log)
+    artifacts = build(root=Path(args.root) if args.root else None, log=log)
     if args.print_env:
         print(f"DEMO_MODEL={artifacts.model_dir}\nDEMO_TRAIN={artifacts.train_file}\nDEMO_TEST={artifacts.test_file}")
     else:
         print(f"model: {artifacts.model_dir}\ntrain: {artifacts.train_file}\ntest:  {artifacts.test_file}")
     return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(__doc__.splitlines()[0], build_demo, argv)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ DEMO_TEST=...`` for the quickstart (``--task vlm``).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import io
@@ -47,7 +46,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from uec_recipe.demo.build import SPECIAL_TOKENS, build_tokenizer, cache_root
+from uec_recipe.demo.build import SPECIAL_TOKENS, _log, build_tokenizer, cache_root, run_cli
 
 # Geometry3K's hub id: what data_prep's geo3k converter writes as data_source and uec_recipe/reward.py grades with
 # mathruler. The converter names, as data_prep.prepare knows them:
@@ -157,10 +156,6 @@ class VlmArtifacts:
     @property
     def report_file(self) -> Path:
         return self.root / "warm_start.json"
-
-
-def _log(message: str) -> None:
-    print(message, flush=True)
 
 
 # ---- the processor without a video processor (see module docstring) --------------------------------------------
@@ -697,19 +692,7 @@ def build_vlm_demo(settings: VlmSettings = VlmSettings(), root: Path | None = No
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", help="build into this folder instead of the cache")
-    parser.add_argument(
-        "--print-env", action="store_true", help="print shell assignments DEMO_MODEL=... DEMO_TRAIN=... DEMO_TEST=..."
-    )
-    args = parser.parse_args(argv)
-    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.print_env else _log
-    artifacts = build_vlm_demo(root=Path(args.root) if args.root else None, log=log)
-    if args.print_env:
-        print(f"DEMO_MODEL={artifacts.model_dir}\nDEMO_TRAIN={artifacts.train_file}\nDEMO_TEST={artifacts.test_file}")
-    else:
-        print(f"model: {artifacts.model_dir}\ntrain: {artifacts.train_file}\ntest:  {artifacts.test_file}")
-    return 0
+    return run_cli(__doc__.splitlines()[0], build_vlm_demo, argv)
 
 
 if __name__ == "__main__":
