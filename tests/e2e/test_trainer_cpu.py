@@ -41,6 +41,10 @@ def test_every_uec_stage_acts(uec_run):
     updated = [r for r in rows if r["uec/update_ran"] == 1]
     assert all(math.isfinite(r["actor/pg_loss"]) and r["actor/grad_norm"] > 0 for r in updated)
     assert "uec/entropy_regular" in updated[0]
+    # the final validation logs the unbiased pass@k of its 4 samples per prompt, with its sampling settings
+    final = rows[-1]
+    assert 0 <= final["val-passk/uec_demo/digit_sum/pass@1"] <= final["val-passk/uec_demo/digit_sum/pass@4"] <= 1
+    assert final["val-passk/uec_demo/digit_sum/n"] == 4 and final["val-passk/uec_demo/digit_sum/temperature"] == 0.5
     summary = (out / "summary.md").read_text()
     assert "difficult prompts found" in summary and "replay (stabilizer) updates" in summary
 
