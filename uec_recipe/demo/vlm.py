@@ -46,7 +46,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from uec_recipe.demo.build import SPECIAL_TOKENS, _log, build_tokenizer, cache_root, run_cli
+from uec_recipe.demo.build import SPECIAL_TOKENS, DemoArtifacts, _log, build_tokenizer, cache_root, run_cli
 
 # Geometry3K's hub id: what data_prep's geo3k converter writes as data_source and uec_recipe/reward.py grades with
 # mathruler. The converter names, as data_prep.prepare knows them:
@@ -134,12 +134,8 @@ class VlmSettings:
 
 
 @dataclass(frozen=True)
-class VlmArtifacts:
-    root: Path
-
-    @property
-    def model_dir(self) -> Path:
-        return self.root / "model"
+class VlmArtifacts(DemoArtifacts):
+    """Where the VLM demo lives: the text demo's layout, with the data named as data_prep names Geometry3K."""
 
     @property
     def train_file(self) -> Path:
@@ -152,10 +148,6 @@ class VlmArtifacts:
     @property
     def raw_dir(self) -> Path:
         return self.root / "raw"
-
-    @property
-    def report_file(self) -> Path:
-        return self.root / "warm_start.json"
 
 
 # ---- the processor without a video processor (see module docstring) --------------------------------------------
