@@ -285,20 +285,37 @@ def _write_parquet(rows: list[dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def build_cached(artifacts: DemoArtifacts, label: str, build_into, log=_log) -> bool:
+    """Run ``build_into(staging_dir)`` unless ``artifacts`` already exist, then publish the folder atomically.
+
+    The build goes to a staging folder beside the cache entry and is renamed into place only when complete, so an
+    interrupted build never leaves a half-built entry that a later run would reuse. Returns whether it built.
+    """
+    root = artifacts.root
+    if artifacts.report_file.exists() and artifacts.train_file.exists() and artifacts.test_file.exists():
+        log(f"[{label}] reusing cached model and data in {root}")
+        return False
+    log(f"[{label}] building model and data in {root} (cached for later runs)")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root.parent))
+    try:
+        build_into(staging)
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(staging, root)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return True
+
+
 def build_demo(settings: DemoSettings = DemoSettings(), root: Path | None = None, log=_log) -> DemoArtifacts:
     """Build (or reuse from the cache) the demo model and data; returns where they are."""
     import torch
 
-    root = Path(root) if root is not None else cache_root() / f"demo-{settings.key()}"
-    artifacts = DemoArtifacts(root)
-    if artifacts.report_file.exists() and artifacts.train_file.exists() and artifacts.test_file.exists():
-        log(f"[demo] reusing cached model and data in {root}")
-        return artifacts
+    artifacts = DemoArtifacts(Path(root) if root is not None else cache_root() / f"demo-{settings.key()}")
 
-    log(f"[demo] building tokenizer, model and data in {root} (cached for later runs)")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root.parent))
-    try:
+    def build_into(staging: Path) -> None:
         torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
         tokenizer = build_tokenizer(None, settings.vocab_size, settings.seed)
         model = build_random_model(tokenizer, settings)
@@ -310,7 +327,6 @@ def build_demo(settings: DemoSettings = DemoSettings(), root: Path | None = None
         report["settings"] = asdict(settings)
         model.save_pretrained(staging / "model")
         tokenizer.save_pretrained(staging / "model")
-
         rng = random.Random(settings.seed + 2)
         _write_parquet(
             rl_rows(settings.train_levels, settings.train_prompts, rng, "train"), staging / "data" / "train.parquet"
@@ -318,19 +334,14 @@ def build_demo(settings: DemoSettings = DemoSettings(), root: Path | None = None
         test_levels = [lvl for lvl in settings.test_levels for _ in range(settings.test_prompts_per_level)]
         _write_parquet(rl_rows(test_levels, len(test_levels), rng, "test"), staging / "data" / "test.parquet")
         (staging / "warm_start.json").write_text(json.dumps(report, indent=2))
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(staging, root)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    ladder = ", ".join(
-        f"L{k}:{v:.2f}" for k, v in json.loads(artifacts.report_file.read_text())["greedy_accuracy_by_level"].items()
-    )
-    log(
-        f"[demo] warm start done in {report['seconds']}s, final loss {report['final_loss']:.4f}; "
-        f"greedy accuracy {ladder}"
-    )
+
+    if build_cached(artifacts, "demo", build_into, log):
+        report = json.loads(artifacts.report_file.read_text())
+        ladder = ", ".join(f"L{k}:{v:.2f}" for k, v in report["greedy_accuracy_by_level"].items())
+        log(
+            f"[demo] warm start done in {report['seconds']}s, final loss {report['final_loss']:.4f}; "
+            f"greedy accuracy {ladder}"
+        )
     return artifacts
 
 

@@ -39,14 +39,20 @@ import json
 import math
 import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from uec_recipe.demo.build import SPECIAL_TOKENS, DemoArtifacts, _log, build_tokenizer, cache_root, run_cli
+from uec_recipe.demo.build import (
+    SPECIAL_TOKENS,
+    DemoArtifacts,
+    _log,
+    build_cached,
+    build_tokenizer,
+    cache_root,
+    run_cli,
+)
 
 # Geometry3K's hub id: what data_prep's geo3k converter writes as data_source and uec_recipe/reward.py grades with
 # mathruler. The converter names, as data_prep.prepare knows them:
@@ -621,16 +627,9 @@ def build_vlm_demo(settings: VlmSettings = VlmSettings(), root: Path | None = No
     """Build (or reuse from the cache) the tiny VLM and the Geometry3K-format data; returns where they are."""
     import torch
 
-    root = Path(root) if root is not None else cache_root() / f"vlm-{settings.key()}"
-    artifacts = VlmArtifacts(root)
-    if artifacts.report_file.exists() and artifacts.train_file.exists() and artifacts.test_file.exists():
-        log(f"[vlm] reusing cached model and data in {root}")
-        return artifacts
+    artifacts = VlmArtifacts(Path(root) if root is not None else cache_root() / f"vlm-{settings.key()}")
 
-    log(f"[vlm] building tokenizer, processor, model and data in {root} (cached for later runs)")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root.parent))
-    try:
+    def build_into(staging: Path) -> None:
         # One thread: these matrices are too small to gain from more, and on a shared 2-core machine a second
         # thread that waits for a busy core made a warm-start step up to 10x slower (measured).
         torch.set_num_threads(1)
@@ -667,12 +666,9 @@ def build_vlm_demo(settings: VlmSettings = VlmSettings(), root: Path | None = No
         convert_with_data_prep(staging / "raw", staging / "data", log=log)
         report["build_seconds"] = round(time.time() - started, 1)
         (staging / "warm_start.json").write_text(json.dumps(report, indent=2))
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(staging, root)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+
+    if not build_cached(artifacts, "vlm", build_into, log):
+        return artifacts
     report = json.loads(artifacts.report_file.read_text())
     greedy = ", ".join(f"{k}:{v:.2f}" for k, v in report["greedy_accuracy_by_count"].items())
     sampled = ", ".join(f"{k}:{v:.2f}" for k, v in report["sampled_accuracy_by_count"].items())
