@@ -203,13 +203,14 @@ def encode_example(tokenizer, question: str, answer: str) -> tuple[list[int], in
     return prompt_ids + answer_ids, len(prompt_ids)
 
 
-def warm_start(model, tokenizer, settings: DemoSettings, log=_log) -> dict:
-    """Supervised warm start on the digit-sum ladder (AdamW, linear warm-up then cosine decay)."""
+def supervised_warm_start(model, settings, next_batch, log=_log) -> dict:
+    """The warm-start loop both demos share: AdamW, linear warm-up then cosine decay, gradient clip 1.0.
+
+    ``next_batch(step)`` returns the keyword arguments of one forward pass, ``labels`` included (-100 outside the
+    answer). ``settings`` provides ``warm_start_steps``, ``warm_start_lr`` and ``warm_start_warmup``.
+    """
     import torch
 
-    rng = random.Random(settings.seed + 1)
-    levels = list(range(1, MAX_LEVEL + 1))
-    weights = warm_start_level_weights()
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.warm_start_lr, weight_decay=0.0)
 
     def lr_at(step):
@@ -222,21 +223,10 @@ def warm_start(model, tokenizer, settings: DemoSettings, log=_log) -> dict:
     started = time.time()
     loss_value = float("nan")
     for step in range(settings.warm_start_steps):
-        examples = []
-        for _ in range(settings.warm_start_batch):
-            question, total = digit_sum_problem(rng.choices(levels, weights)[0], rng)
-            examples.append(encode_example(tokenizer, question, answer_text(total)))
-        width = max(len(ids) for ids, _ in examples)
-        input_ids = torch.full((len(examples), width), tokenizer.pad_token_id)
-        labels = torch.full((len(examples), width), -100)
-        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
-        for row, (ids, answer_start) in enumerate(examples):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention_mask[row, : len(ids)] = 1
-            labels[row, answer_start : len(ids)] = torch.tensor(ids[answer_start:])
+        inputs = next_batch(step)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
-        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+        loss = model(**inputs).loss
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -249,6 +239,32 @@ def warm_start(model, tokenizer, settings: DemoSettings, log=_log) -> dict:
             )
     model.eval()
     return {"final_loss": loss_value, "seconds": round(time.time() - started, 1)}
+
+
+def warm_start(model, tokenizer, settings: DemoSettings, log=_log) -> dict:
+    """Supervised warm start on the digit-sum ladder, loss on the answer only."""
+    import torch
+
+    rng = random.Random(settings.seed + 1)
+    levels = list(range(1, MAX_LEVEL + 1))
+    weights = warm_start_level_weights()
+
+    def next_batch(_step):
+        examples = []
+        for _ in range(settings.warm_start_batch):
+            question, total = digit_sum_problem(rng.choices(levels, weights)[0], rng)
+            examples.append(encode_example(tokenizer, question, answer_text(total)))
+        width = max(len(ids) for ids, _ in examples)
+        input_ids = torch.full((len(examples), width), tokenizer.pad_token_id)
+        labels = torch.full((len(examples), width), -100)
+        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+        for row, (ids, answer_start) in enumerate(examples):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention_mask[row, : len(ids)] = 1
+            labels[row, answer_start : len(ids)] = torch.tensor(ids[answer_start:])
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+    return supervised_warm_start(model, settings, next_batch, log)
 
 
 def greedy_accuracy_by_level(model, tokenizer, levels, per_level: int = 32, seed: int = 99) -> dict[int, float]:

@@ -52,6 +52,7 @@ from uec_recipe.demo.build import (
     build_tokenizer,
     cache_root,
     run_cli,
+    supervised_warm_start,
 )
 
 # Geometry3K's hub id: what data_prep's geo3k converter writes as data_source and uec_recipe/reward.py grades with
@@ -538,43 +539,19 @@ class PromptEncoder:
 
 
 def warm_start(model, encoder: PromptEncoder, settings: VlmSettings, log=_log) -> dict:
-    """Supervised warm start on fresh pictures (AdamW, linear warm-up then cosine decay, loss on the answer)."""
-    import torch
-
+    """Supervised warm start on fresh pictures, loss on the answer (the loop is the text demo's)."""
     rng = random.Random(settings.seed + 1)
     counts = list(range(1, settings.max_count + 1))
     weights = count_weights(settings)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.warm_start_lr, weight_decay=0.0)
 
-    def lr_at(step):
-        if step < settings.warm_start_warmup:
-            return settings.warm_start_lr * (step + 1) / settings.warm_start_warmup
-        progress = (step - settings.warm_start_warmup) / max(1, settings.warm_start_steps - settings.warm_start_warmup)
-        return settings.warm_start_lr * 0.5 * (1 + math.cos(math.pi * progress))
-
-    model.train()
-    started = time.time()
-    loss_value = float("nan")
-    for step in range(settings.warm_start_steps):
+    def next_batch(_step):
         batch_counts = rng.choices(counts, weights, k=settings.warm_start_batch)
         images = [draw_squares(count, rng, settings.image_size) for count in batch_counts]
         prompts = [rng.choice(encoder.prompts) for _ in batch_counts]
         inputs, labels = encoder.batch(prompts, [encoder.answer_ids(count) for count in batch_counts])
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step)
-        loss = model(**inputs, labels=labels, **encoder.pixels(images)).loss
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        loss_value = loss.item()
-        if step % 100 == 0 or step == settings.warm_start_steps - 1:
-            log(
-                f"  warm start step {step + 1}/{settings.warm_start_steps}  loss {loss_value:.4f}"
-                f"  ({time.time() - started:.0f}s)"
-            )
-    model.eval()
-    return {"final_loss": loss_value, "seconds": round(time.time() - started, 1)}
+        return {**inputs, "labels": labels, **encoder.pixels(images)}
+
+    return supervised_warm_start(model, settings, next_batch, log)
 
 
 def accuracy_by_count(
