@@ -14,5 +14,6 @@ CPU_OVERRIDES=(
   '+actor_rollout_ref.ref.fsdp_config.mixed_precision={param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}'
   actor_rollout_ref.rollout.name=hf actor_rollout_ref.rollout.tensor_model_parallel_size=1
   actor_rollout_ref.rollout.agent.num_workers=1 reward.num_workers=1 data.dataloader_num_workers=0
+  uec.sample_poll_interval_s=0.05           # verl polls for finished rollouts every 2 s; a CPU step is shorter
 )
 

@@ -66,7 +66,7 @@ main() {
     "${EXTRA_OVERRIDES[@]+"${EXTRA_OVERRIDES[@]}"}"
   echo "[quickstart] training finished in $(( $(date +%s) - start ))s"
   "$PY" -m uec_recipe.eval.curves --run "$ALGO=$OUT/metrics.jsonl" --out "$OUT/curves.png" \
-    --metrics actor/entropy critic/score/mean response_length/mean "val-core/*/acc/mean@*" "val-passk/*/pass@1" \
+    --metrics entropy/regular_rollout critic/score/mean response_length/mean "val-core/*/acc/mean@*" "val-passk/*/pass@1" \
     uec/difficult_prompts uec/exploration_kept uec/batch_buffer_size uec/replay_buffer_size
   "$PY" -m uec_recipe.summary --metrics "$OUT/metrics.jsonl" --algo "$ALGO" --curves curves.png --out "$OUT/summary.md"
   echo "[quickstart] wrote $OUT/metrics.jsonl, $OUT/curves.png and $OUT/summary.md"

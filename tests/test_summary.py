@@ -33,7 +33,7 @@ def test_summary_from_file_logger_lines(tmp_path):
                     "critic/score/mean": 0.4,
                     "uec/update_ran": 1,
                     "uec/replay_updates_total": 0,
-                    "actor/entropy": 0.3,
+                    "entropy/regular_rollout": 0.3,
                 },
             ),
             (
@@ -44,7 +44,7 @@ def test_summary_from_file_logger_lines(tmp_path):
                     "uec/update_ran": 1,
                     "uec/replay_rows": 32,
                     "uec/replay_updates_total": 1,
-                    "actor/entropy": 0.2,
+                    "entropy/regular_rollout": 0.2,
                 },
             ),
             (

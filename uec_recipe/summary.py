@@ -136,7 +136,7 @@ def build_summary(rows: list[dict], algo: str, curves: str | None = None) -> str
     tracked = [
         ("training accuracy (regular rollout)", "critic/score/mean"),
         *[(f"validation {data_source_of(k, 2)} {k.split('/')[-1]}", k) for k in val_keys],
-        ("entropy (actor/entropy)", "actor/entropy"),
+        ("rollout entropy (entropy/regular_rollout)", "entropy/regular_rollout"),
         ("response length (mean tokens)", "response_length/mean"),
     ]
     for label, key in tracked:

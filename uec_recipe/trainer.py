@@ -5,12 +5,13 @@
 numbered algorithm (docs/algorithm.md, paper §3):
 
 1. regular rollout: P prompts × G samples at the base temperature, scored, GRPO advantage per prompt group
-2. difficult prompts: groups whose every sample scored 0
+2. difficult prompts: groups whose every sample has accuracy 0
 3. targeted exploration: G' more samples of each difficult prompt at T' (fresh uid = its own group)
 4. advantage within each exploration group
-5. selective retention: regular |Â| > 0.05, exploration Â > 0 (paper), overlong positives dropped
-6. batch buffer: survivors are buffered; an update runs only once N0 rows are buffered (old and reference
-   log-probs recomputed for the popped rows with the current weights)
+5. selective retention: regular |Â| > 0.05, exploration Â > 0 (paper); then overlong positives are dropped from
+   the survivors (exploration survivors first, then regular, as the released code concatenates them)
+6. batch buffer: survivors are buffered; once it holds N0 rows or more, the oldest ⌊size/N0⌋·N0 rows are
+   trained on in one update (old and reference log-probs recomputed with the current weights)
 7. replay: rows of that update with Â > A0 enter the replay buffer; every f_replay steps an extra actor update
    runs on replay rows with their frozen advantages and stored log-probs
 
@@ -38,12 +39,26 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
 from verl.utils import tensordict_utils as tu
 from verl.utils.debug import marked_timer
+from verl.utils.debug.metrics import calculate_debug_metrics
 from verl.workers.utils.padding import response_to_nested
 
-from uec_recipe.algo.buffers import BufferedRow, FifoBuffer, fifo_capacity, select_replay_rows
+from uec_recipe.algo.buffers import (
+    BufferedRow,
+    FifoBuffer,
+    fifo_capacity,
+    select_replay_rows,
+    update_pop_size,
+    whole_blocks,
+)
 from uec_recipe.algo.config import UECConfig, load_and_validate, update_batch_rows
-from uec_recipe.algo.difficulty import difficult_groups, group_rows, sequence_advantages, sequence_scores
-from uec_recipe.algo.retention import admit_to_replay, keep_exploration, keep_regular, overlong_positive
+from uec_recipe.algo.difficulty import difficult_groups, group_rows, sequence_accuracy, sequence_advantages
+from uec_recipe.algo.retention import (
+    admit_to_replay,
+    keep_exploration,
+    keep_regular,
+    overlong_filter_applies,
+    overlong_positive,
+)
 from uec_recipe.baselines import apply_entropy_advantage
 from uec_recipe.checkpoint import STATE_FILE, build_state, read_state, records_to_rows, write_atomically
 from uec_recipe.eval.passk import validation_passk_metrics
@@ -54,8 +69,20 @@ logger = logging.getLogger(__name__)
 PARTITION = "train"
 # fit() clears the keys step() returns and TransferQueue rejects an empty list; clearing an unknown key is a no-op.
 _NOTHING_TO_CLEAR = "uec-nothing-to-clear"
-# verl's ReplayBuffer polls TransferQueue every 2 s; on a toy model a step is shorter than that.
-_POLL_INTERVAL_S = 0.05
+_SYNC_DIFF_PREFIX = "training/rollout_"
+
+
+class ScoredRows:
+    """A sampled batch as the UEC step uses it: TQ keys and tags, group advantages, accuracy, origin."""
+
+    def __init__(self, meta: KVBatchMeta, data: DataProto, accuracy: torch.Tensor, accuracy_source: str):
+        self.meta, self.data = meta, data
+        self.accuracy, self.accuracy_source = accuracy, accuracy_source
+        self.advantages = sequence_advantages(data)
+        self.uids = list(data.non_tensor_batch["uid"])
+
+    def __len__(self) -> int:
+        return len(self.meta)
 
 
 @register_trainer("uec")
@@ -67,7 +94,9 @@ class UECTrainer(PPOTrainerSync):
         with open_dict(config):
             config.trainer.v1.trainer_mode = "sync"
         super().__init__(config)
-        self.replay_buffer.poll_interval = min(self.replay_buffer.poll_interval, _POLL_INTERVAL_S)
+        if self.uec.sample_poll_interval_s is not None:
+            # verl's ReplayBuffer polls TransferQueue every 2 s; a CPU toy step is shorter than that.
+            self.replay_buffer.poll_interval = float(self.uec.sample_poll_interval_s)
         self.base_temperature = float(config.actor_rollout_ref.rollout.temperature)
         self.max_response_length = int(config.data.max_response_length)
         self.n0 = update_batch_rows(self.uec, config)
@@ -76,7 +105,8 @@ class UECTrainer(PPOTrainerSync):
         self.replay_rng = random.Random(self.uec.seed)
         self.replay_updates = 0
         self._step_prompts = None  # this step's prompt rows, kept to re-sample the difficult ones
-        self._step_rows: KVBatchMeta | None = None  # this step's generated rows, for verl's data metrics
+        self._step_rows: KVBatchMeta | None = None  # this step's regular rollout, for verl's data metrics
+        self._rollout_asleep = True  # whether the rollout was put to sleep this step (it then needs the weights)
 
     # ---- hooks around verl's loop ---------------------------------------------------------------------------
 
@@ -90,10 +120,18 @@ class UECTrainer(PPOTrainerSync):
         return batch
 
     def on_sample_end(self):
-        # verl sleeps the rollout right after sampling; UEC samples twice per step, so it sleeps the rollout
-        # itself after the exploration generation (waking it again would re-push unchanged weights).
+        # verl sleeps the rollout right after sampling; UEC samples twice per step, and a step that trains
+        # nothing need not sleep it at all, so the UEC step decides when to sleep (see _sleep_rollout_if_needed).
         if not self.uec.enable:
             super().on_sample_end()
+
+    def on_step_end(self):
+        # A step that updated nothing leaves the weights as they were: the rollout, never put to sleep, still
+        # holds them, so the weight push (seconds per step at 7B) is skipped.
+        if self.uec.enable and not self._rollout_asleep:
+            self.timing_raw["update_weights"] = 0.0
+            return
+        super().on_step_end()
 
     def step(self, metrics: dict, timing_raw: dict) -> KVBatchMeta:
         if not self.uec.enable:
@@ -104,44 +142,50 @@ class UECTrainer(PPOTrainerSync):
         # 1. regular rollout and its group advantages
         with marked_timer("gen", timing_raw, color="red"):
             self.prepare_step()
-            regular, off_policy_metrics = self.replay_buffer.sample(
+            sampled, off_policy_metrics = self.replay_buffer.sample(
                 global_steps=self.global_steps, partition_id=PARTITION, batch_size=self.config.data.train_batch_size
             )
             metrics.update(off_policy_metrics)
         with marked_timer("uec_bookkeeping", timing_raw, color="white"):
-            regular = self._canonical_order(regular, list(self._step_prompts["uid"]))
+            sampled = self._canonical_order(sampled, list(self._step_prompts["uid"]))
         with marked_timer("adv", timing_raw, color="brown"):
-            regular_data = self._group_advantages(regular)
+            regular = self._score(sampled)
+        self._step_rows = regular.meta
 
-        # 2.-4. difficult prompts, exploration at T', advantages within exploration groups
-        difficult = difficult_groups(regular_data, self.uec.exploration.difficulty_threshold)
-        exploration, exploration_data = None, None
+        # 2.-4. difficult prompts (accuracy 0 on every sample), exploration at T', advantages within its groups
+        difficult = difficult_groups(regular.uids, regular.accuracy, self.uec.exploration.difficulty_threshold)
+        exploration = None
         if self.uec.exploration.enable and difficult:
             with marked_timer("gen_explore", timing_raw, color="red"):
-                exploration, exploration_uids = self._explore(difficult)
+                sampled, exploration_uids = self._explore(difficult)
             with marked_timer("uec_bookkeeping", timing_raw, color="white"):
-                exploration = self._canonical_order(exploration, exploration_uids)
+                sampled = self._canonical_order(sampled, exploration_uids)
             with marked_timer("adv", timing_raw, color="brown"):
-                exploration_data = self._group_advantages(exploration)
-        self.checkpoint_manager.sleep_replicas()
-        self._step_rows = regular
+                exploration = self._score(sampled)
 
-        # 5. selective retention
         with marked_timer("uec_bookkeeping", timing_raw, color="white"):
-            kept_regular = self._retain(regular, regular_data, exploration=False)
-            kept_exploration = self._retain(exploration, exploration_data, exploration=True) if exploration else []
-            kept_keys = {row.key for row in kept_regular + kept_exploration}
-            to_clear += [key for key in regular.keys if key not in kept_keys]
-            if exploration is not None:
-                to_clear += [key for key in exploration.keys if key not in kept_keys]
+            # 5. selective retention; the released code concatenates exploration survivors before regular ones
+            #    and drops overlong positives from that concatenation
+            kept_exploration = self._retain(exploration, exploration=True) if exploration is not None else []
+            kept_regular = self._retain(regular, exploration=False)
+            survivors, overlong = self._drop_overlong_positive(kept_exploration + kept_regular)
+            kept_keys = {row.key for row in survivors}
+            for rows in (regular, exploration):
+                if rows is not None:
+                    to_clear += [key for key in rows.meta.keys if key not in kept_keys]
 
-            # 6. batch buffer
-            overflow = self.batch_buffer.extend(kept_regular + kept_exploration)
-            to_clear += [row.key for row in overflow]
-            update_rows = self.batch_buffer.pop_oldest(self.n0) if len(self.batch_buffer) >= self.n0 else []
+            # 6. batch buffer: evict past capacity, then pop the oldest whole N0 blocks
+            to_clear += [row.key for row in self.batch_buffer.extend(survivors)]
+            update_rows = self.batch_buffer.pop_oldest(update_pop_size(len(self.batch_buffer), self.n0))
+            replay_due = self.uec.replay.enable and self.global_steps % self.uec.replay.frequency == 0
+            # Without an update nothing is admitted this step, so the replay buffer's size is already known.
+            replays = replay_due and (bool(update_rows) or whole_blocks(len(self.replay_buffer_rows), self.n0) > 0)
+        self._sleep_rollout_if_needed(trains=bool(update_rows) or replays)
 
+        trained_tokens = 0
         if update_rows:
             trained = self._update_on_rows(update_rows, metrics, timing_raw)
+            trained_tokens += sum(row.tag["seq_len"] for row in update_rows)
             # 7a. replay admission: rows of this update with a high advantage, with their stored log-probs
             with marked_timer("uec_bookkeeping", timing_raw, color="white"):
                 admitted = self._admit_to_replay(update_rows) if self.uec.replay.enable else []
@@ -151,16 +195,19 @@ class UECTrainer(PPOTrainerSync):
 
         # 7b. the stabilizer: an extra, separate update on replay rows every f_replay steps
         replayed = []
-        if self.uec.replay.enable and self.global_steps % self.uec.replay.frequency == 0:
-            replayed = select_replay_rows(self.replay_buffer_rows.rows(), self.n0, self.replay_rng)
+        if replay_due:
+            replayed = select_replay_rows(
+                self.replay_buffer_rows.rows(), self.n0, self.replay_buffer_rows.capacity, self.replay_rng
+            )
             if replayed:
                 self._replay_update(replayed, metrics, timing_raw)
+                trained_tokens += sum(row.tag["seq_len"] for row in replayed)
 
-        metrics.update(
-            self._uec_metrics(
-                regular_data, difficult, exploration_data, kept_regular, kept_exploration, update_rows, replayed
-            )
-        )
+        metrics.update(self._uec_metrics(regular, difficult, exploration, kept_regular, kept_exploration, overlong))
+        metrics.update(self._update_metrics(update_rows, replayed, trained_tokens))
+        metrics.update(self._rollout_entropy_metrics(regular.meta, "entropy/regular_rollout"))
+        if exploration is not None:
+            metrics.update(self._rollout_entropy_metrics(exploration.meta, "entropy/exploration_rollout"))
         return KVBatchMeta(
             partition_id=PARTITION, keys=to_clear or [_NOTHING_TO_CLEAR], tags=[{}] * max(1, len(to_clear))
         )
@@ -170,7 +217,20 @@ class UECTrainer(PPOTrainerSync):
         # UEC that is the list of rows to delete, so report them over this step's regular rollout instead.
         if self._step_rows is not None:
             batch = self._step_rows
+        else:
+            # Every other method: the rows the step trained on are its rollout (DAPO: the groups it kept).
+            metrics.update(self._rollout_entropy_metrics(batch, "entropy/regular_rollout"))
+            tokens = sum(tag["seq_len"] for tag in batch.tags if not tag.get("is_padding", False))
+            metrics.update({"tokens/generated": tokens, "tokens/trained": tokens})
         super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
+        step_time, n_gpus = timing_raw.get("step"), self._get_n_gpus_for_throughput()
+        if self.uec.enable:
+            # verl counts the regular rollout only; a UEC step also generates exploration samples.
+            metrics["perf/total_num_tokens"] = metrics["tokens/generated"]
+            if step_time:
+                metrics["perf/throughput"] = metrics["tokens/generated"] / (step_time * n_gpus)
+        if step_time:
+            metrics["perf/throughput_trained"] = metrics["tokens/trained"] / (step_time * n_gpus)
         print(progress_line(metrics, global_steps, self.total_training_steps), flush=True)
 
     def _compute_advantage(self, batch, metrics):
@@ -266,13 +326,16 @@ class UECTrainer(PPOTrainerSync):
 
     # ---- the stages ---------------------------------------------------------------------------------------------
 
-    def _group_advantages(self, meta: KVBatchMeta) -> DataProto:
-        """Score → advantage per uid group with the configured estimator; written back to TQ for the update."""
+    def _score(self, meta: KVBatchMeta) -> ScoredRows:
+        """Advantages within each uid group (written back to TQ for the update) and each row's accuracy."""
         fields = tq.kv_batch_get(
-            keys=meta.keys, partition_id=meta.partition_id, select_fields=["uid", "response_mask", "rm_scores"]
+            keys=meta.keys,
+            partition_id=meta.partition_id,
+            select_fields=["uid", "response_mask", "rm_scores", "extra_fields"],
         )
         response_mask = fields["response_mask"]
-        data = DataProto(batch=fields.to_padded_tensor())
+        extra_fields = list(fields["extra_fields"]) if "extra_fields" in fields.keys() else [None] * len(meta)
+        data = DataProto(batch=fields.select("uid", "response_mask", "rm_scores").to_padded_tensor())
         data.non_tensor_batch["uid"] = np.array(data.batch.pop("uid").tolist(), dtype=object)
         data.batch["token_level_scores"] = data.batch["rm_scores"]
         data.batch["token_level_rewards"] = data.batch["rm_scores"]
@@ -288,7 +351,8 @@ class UECTrainer(PPOTrainerSync):
         )
         nested = {name: response_to_nested(data.batch[name], response_mask) for name in ("advantages", "returns")}
         tq.kv_batch_put(keys=meta.keys, partition_id=meta.partition_id, fields=TensorDict(nested, batch_size=len(meta)))
-        return data
+        accuracy, source = sequence_accuracy(extra_fields, data.batch["token_level_scores"].sum(dim=-1))
+        return ScoredRows(meta, data, accuracy, source)
 
     def _explore(self, difficult: list[str]) -> tuple[KVBatchMeta, list[str]]:
         """Re-sample each difficult prompt G' times at T' as a new group (fresh uid, no '_' in it)."""
@@ -321,30 +385,55 @@ class UECTrainer(PPOTrainerSync):
             partition_id=meta.partition_id, keys=[meta.keys[i] for i in order], tags=[meta.tags[i] for i in order]
         )
 
-    def _retain(self, meta: KVBatchMeta, data: DataProto, exploration: bool) -> list[BufferedRow]:
-        advantages = sequence_advantages(data)
+    def _retain(self, rows: ScoredRows, exploration: bool) -> list[BufferedRow]:
+        """Selective retention by advantage (stage 5); ``retention.enable=false`` keeps every row (ablation)."""
         if not self.uec.retention.enable:
-            keep = torch.ones_like(advantages, dtype=torch.bool)
+            keep = torch.ones_like(rows.advantages, dtype=torch.bool)
         elif exploration:
-            keep = keep_exploration(advantages, self.uec.exploration.retention)
+            keep = keep_exploration(rows.advantages, self.uec.exploration.retention)
         else:
-            keep = keep_regular(advantages, self.uec.retention.regular_abs_adv)
-        if exploration and self.uec.exploration.drop_overlong_positive:
-            lengths = torch.tensor([tag["response_len"] for tag in meta.tags])
-            keep &= ~overlong_positive(advantages, lengths, self.max_response_length)
+            keep = keep_regular(rows.advantages, self.uec.retention.regular_abs_adv)
         return [
             BufferedRow(key=key, tag=tag, advantage=float(adv), exploration=exploration, step=self.global_steps)
-            for key, tag, adv, kept in zip(meta.keys, meta.tags, advantages.tolist(), keep.tolist())
+            for key, tag, adv, kept in zip(rows.meta.keys, rows.meta.tags, rows.advantages.tolist(), keep.tolist())
             if kept
         ]
 
+    def _drop_overlong_positive(self, survivors: list[BufferedRow]) -> tuple[list[BufferedRow], list[BufferedRow]]:
+        """Split survivors into (kept, dropped) by the overlong-positive filter in its configured scope."""
+        if not survivors:
+            return [], []
+        advantages = torch.tensor([row.advantage for row in survivors])
+        lengths = torch.tensor([row.tag["response_len"] for row in survivors])
+        in_scope = overlong_filter_applies(
+            torch.tensor([row.exploration for row in survivors]), self.uec.retention.drop_overlong_positive
+        )
+        drop = (in_scope & overlong_positive(advantages, lengths, self.max_response_length)).tolist()
+        return [r for r, d in zip(survivors, drop) if not d], [r for r, d in zip(survivors, drop) if d]
+
+    def _sleep_rollout_if_needed(self, trains: bool) -> None:
+        """Sleep the rollout (free its memory) only when the trainer needs the device: an update or a save.
+
+        verl's rollout discards its weights when it sleeps, so a slept rollout must receive them again at the end
+        of the step; a step that neither trains nor saves keeps the rollout awake and skips that push.
+        """
+        save_freq = int(self.config.trainer.save_freq)
+        saves = save_freq > 0 and (self.global_steps >= self.total_training_steps or self.global_steps % save_freq == 0)
+        self._rollout_asleep = trains or saves
+        if self._rollout_asleep:
+            self.checkpoint_manager.sleep_replicas()
+
     def _update_on_rows(self, rows: list[BufferedRow], metrics: dict, timing_raw: dict) -> KVBatchMeta:
-        """One PPO update on N0 buffered rows: fresh old/ref log-probs with the current weights, frozen advantages."""
+        """One PPO update on buffered rows: fresh old/ref log-probs with the current weights, frozen advantages."""
         batch = KVBatchMeta(partition_id=PARTITION, keys=[r.key for r in rows], tags=[dict(r.tag) for r in rows])
         batch.extra_info["temperature"] = self.base_temperature
         batch = self._balance_batch(batch, metrics=metrics)
+        log_prob_metrics: dict = {}
         with marked_timer("old_log_prob", timing_raw, color="blue"):
-            batch = self._compute_old_log_prob(batch, metrics=metrics)
+            batch = self._compute_old_log_prob(batch, metrics=log_prob_metrics)
+        # verl's rollout-vs-trainer log-prob diff over these rows mixes T' samples and rows generated by older
+        # weights, so it would look like a weight-sync fault; it is recomputed on this step's base-T rows only.
+        metrics.update({k: v for k, v in log_prob_metrics.items() if not k.startswith(_SYNC_DIFF_PREFIX)})
         if self.use_reference_policy:
             with marked_timer("ref", timing_raw, color="olive"):
                 batch = self._compute_ref_log_prob(batch, metrics=metrics)
@@ -352,9 +441,27 @@ class UECTrainer(PPOTrainerSync):
         batch.fields = None
         with marked_timer("uec_bookkeeping", timing_raw, color="white"):
             metrics.update(self._entropy_by_origin(batch, rows))
+            metrics.update(self._sync_check(rows))
         with marked_timer("update_actor", timing_raw, color="red"):
             batch = self._update_actor(batch, metrics=metrics)
         return batch
+
+    def _sync_check(self, rows: list[BufferedRow]) -> dict:
+        """verl's rollout-vs-trainer log-prob comparison on the rows this step generated at the base temperature.
+
+        Those rows were sampled with the weights the trainer still holds, so the two log-probs agree to float
+        precision when the weight sync works (the check verl's metric is meant to be).
+        """
+        if not self.config.actor_rollout_ref.rollout.calculate_log_probs:
+            return {}
+        fresh = [r.key for r in rows if not r.exploration and r.step == self.global_steps]
+        if not fresh:
+            return {}
+        fields = ["old_log_probs", "rollout_log_probs", "response_mask", "responses"]
+        data = tq.kv_batch_get(keys=fresh, partition_id=PARTITION, select_fields=fields)
+        if set(fields) - set(data.keys()):
+            return {}
+        return calculate_debug_metrics(DataProto(batch=data.to_padded_tensor()))
 
     def _admit_to_replay(self, rows: list[BufferedRow]) -> list[BufferedRow]:
         advantages = torch.tensor([row.advantage for row in rows])
@@ -393,35 +500,74 @@ class UECTrainer(PPOTrainerSync):
                 metrics[f"uec/entropy_{name}"] = entropies / tokens
         return metrics
 
-    def _uec_metrics(
-        self, regular_data, difficult, exploration_data, kept_regular, kept_exploration, update_rows, replayed
-    ) -> dict:
+    def _rollout_entropy_metrics(self, meta: KVBatchMeta, name: str) -> dict:
+        """Token-mean of −log q over the sampled response tokens: an unbiased estimate of the rollout's entropy.
+
+        q is the distribution the rollout sampled from (base temperature and top_p for regular rows; verl asks
+        the rollout for its processed log-probs), and E_{a~q}[−log q(a)] is q's entropy. The same figure for every
+        method, with no extra forward pass (docs/algorithm.md, "Entropy").
+        """
+        if not self.config.actor_rollout_ref.rollout.calculate_log_probs:
+            return {}
+        keys = [key for key, tag in zip(meta.keys, meta.tags) if not tag.get("is_padding", False)]
+        if not keys:
+            return {}
+        data = tq.kv_batch_get(keys=keys, partition_id=meta.partition_id, select_fields=["rollout_log_probs"])
+        if "rollout_log_probs" not in data.keys():
+            return {}
+        values = data["rollout_log_probs"].values()
+        return {name: float(-values.float().mean())} if values.numel() else {}
+
+    def _uec_metrics(self, regular, difficult, exploration, kept_regular, kept_exploration, overlong) -> dict:
+        generated = list(regular.meta.tags) + ([] if exploration is None else list(exploration.meta.tags))
         metrics = {
             "uec/difficult_prompts": len(difficult),
-            "uec/regular_samples": len(regular_data),
+            "uec/difficulty_on_accuracy": int(regular.accuracy_source == "acc"),
+            "uec/regular_samples": len(regular),
             "uec/regular_kept": len(kept_regular),
-            "uec/exploration_samples": 0 if exploration_data is None else len(exploration_data),
+            "uec/exploration_samples": 0 if exploration is None else len(exploration),
             "uec/exploration_kept": len(kept_exploration),
+            "uec/overlong_positive_dropped": len(overlong),
+            "uec/overlong_positive_dropped_exploration": sum(row.exploration for row in overlong),
             "uec/difficult_solved_by_exploration": 0,
             "uec/batch_buffer_size": len(self.batch_buffer),
+            "uec/regular_accuracy": float((regular.accuracy > 0).float().mean()),
+            "tokens/generated": sum(tag["seq_len"] for tag in generated),
+            "tokens/generated_response": sum(tag["response_len"] for tag in generated),
+        }
+        if exploration is not None:
+            groups = group_rows(exploration.uids)
+            metrics["uec/difficult_solved_by_exploration"] = sum(
+                bool((exploration.accuracy[rows] > 0).any()) for rows in groups.values()
+            )
+            metrics["uec/exploration_accuracy"] = float((exploration.accuracy > 0).float().mean())
+        return metrics
+
+    def _update_metrics(self, update_rows, replayed, trained_tokens) -> dict:
+        metrics = {
             "uec/update_ran": int(bool(update_rows)),
             "uec/update_rows": len(update_rows),
             "uec/update_exploration_rows": sum(row.exploration for row in update_rows),
-            "uec/trained_response_tokens": sum(row.tag["response_len"] for row in update_rows + replayed),
             "uec/replay_buffer_size": len(self.replay_buffer_rows),
             "uec/replay_rows": len(replayed),
             "uec/replay_updates_total": self.replay_updates,
-            "uec/regular_accuracy": float((sequence_scores(regular_data) > 0).float().mean()),
+            "uec/weight_sync_skipped": int(not self._rollout_asleep),
+            "uec/trained_response_tokens": sum(row.tag["response_len"] for row in update_rows + replayed),
+            "tokens/trained": trained_tokens,
         }
+        # How many steps ago the trained rows were generated (0 = this step's rollout).
+        for name, rows in (("update", update_rows), ("replay", replayed)):
+            if rows:
+                ages = np.array([self.global_steps - row.step for row in rows])
+                metrics.update(
+                    {
+                        f"uec/{name}_staleness/min": int(ages.min()),
+                        f"uec/{name}_staleness/mean": float(ages.mean()),
+                        f"uec/{name}_staleness/max": int(ages.max()),
+                    }
+                )
         if replayed:
             metrics["uec/replay_mean_advantage"] = float(np.mean([row.advantage for row in replayed]))
-        if exploration_data is not None:
-            scores = sequence_scores(exploration_data)
-            groups = group_rows(exploration_data.non_tensor_batch["uid"])
-            metrics["uec/difficult_solved_by_exploration"] = sum(
-                bool((scores[rows] > 0).any()) for rows in groups.values()
-            )
-            metrics["uec/exploration_accuracy"] = float((scores > 0).float().mean())
         return metrics
 
 
@@ -434,7 +580,7 @@ def progress_line(metrics: dict, step: int, total_steps: int) -> str:
     parts = [
         f"[uec] step {step}/{total_steps}",
         f"acc {value('critic/score/mean')}",
-        f"entropy {value('actor/entropy')}",
+        f"entropy {value('entropy/regular_rollout')}",
         f"resp_len {value('response_length/mean', '{:.1f}')}",
         f"step {value('timing_s/step', '{:.1f}')}s",
     ]

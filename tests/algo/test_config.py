@@ -25,7 +25,9 @@ def test_defaults_are_the_reference_settings():
     uec = load_and_validate(config)
     assert (uec.exploration.n, uec.exploration.temperature, uec.exploration.retention) == (20, 1.2, "positive")
     assert uec.retention.regular_abs_adv == 0.05 and uec.batch_buffer.capacity_multiple == 2
-    assert (uec.replay.adv_threshold, uec.replay.capacity_multiple, uec.replay.frequency) == (1.0, 2.0, 5)
+    assert (uec.replay.adv_threshold, uec.replay.capacity_multiple, uec.replay.frequency) == (1.0, 2, 5)
+    assert uec.retention.drop_overlong_positive == "all"  # the released code filters every survivor
+    assert config.actor_rollout_ref.actor.optim.clip_grad == 1.0
     assert config.data.train_batch_size == 512 and config.actor_rollout_ref.rollout.n == 5
     assert config.actor_rollout_ref.actor.optim.lr == 1e-6 and config.actor_rollout_ref.actor.kl_loss_coef == 0.01
     assert config.algorithm.adv_estimator == "uec"
@@ -43,8 +45,18 @@ def test_defaults_are_the_reference_settings():
         ("uec.replay.admission=lt", "uec.replay.admission='lt'"),
         ("uec.replay.adv_threshold=-0.5", "uec.replay.adv_threshold=-0.5"),
         ("uec.replay.capacity_multiple=0.5", "uec.replay.capacity_multiple=0.5"),
+        ("uec.replay.capacity_multiple=1.5", "uec.replay.capacity_multiple=1.5"),
+        ("uec.retention.drop_overlong_positive=regular", "uec.retention.drop_overlong_positive='regular'"),
+        ("uec.sample_poll_interval_s=0", "uec.sample_poll_interval_s=0"),
+        ("+uec.exploration.drop_overlong_positive=false", "moved to uec.retention.drop_overlong_positive"),
+        ("+uec.logprob_temperature=base", "uec.logprob_temperature: removed"),
+        ("algorithm.rollout_correction.rollout_is=token", "algorithm.rollout_correction"),
+        ("algorithm.rollout_correction.bypass_mode=True", "algorithm.rollout_correction"),
+        ("algorithm.use_kl_in_reward=True", "algorithm.use_kl_in_reward=True"),
+        ("algorithm.adv_estimator=gae", "algorithm.adv_estimator='gae'"),
+        ("critic.enable=True", "critic.enable=True"),
+        ("actor_rollout_ref.actor.grad_clip=0.5", "actor_rollout_ref.actor.grad_clip=0.5"),
         ("uec.replay.frequency=0", "uec.replay.frequency=0"),
-        ("uec.logprob_temperature=sampling", "uec.logprob_temperature='sampling'"),
         ("uec.n0=100", "uec.n0=100"),
         ("actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=7", "log_prob_micro_batch_size_per_gpu=7"),
         ("actor_rollout_ref.rollout.n=1", "actor_rollout_ref.rollout.n=1"),
@@ -62,6 +74,14 @@ def test_each_bad_value_is_named(override, key):
     with pytest.raises(UECConfigError) as error:
         load_and_validate(composed(override))
     assert key in str(error.value)
+
+
+def test_baselines_are_not_refused_what_only_uec_cannot_honour():
+    # GRPO runs verl's own step, where KL-in-reward and rollout correction do act.
+    load_and_validate(composed("algo=grpo", "algorithm.use_kl_in_reward=True"))
+    load_and_validate(composed("algo=grpo", "algorithm.rollout_correction.rollout_is=token"))
+    with pytest.raises(UECConfigError, match="grad_clip"):  # a dead key is refused for every method
+        load_and_validate(composed("algo=grpo", "actor_rollout_ref.actor.grad_clip=0.5"))
 
 
 def test_all_problems_are_reported_at_once():

@@ -1,7 +1,9 @@
-"""UECTrainer.step() on its edge cases, without Ray: verl's TransferQueue and workers are replaced by in-memory fakes.
+"""UECTrainer.step() without Ray: verl's TransferQueue and workers are replaced by in-memory fakes.
 
 The step's own code (advantages through verl's estimator registry, difficulty, exploration submission,
 retention, buffers, update trigger, replay) runs unchanged; the real-trainer path is covered by tests/e2e.
+The scripted scenarios check, step by step, the rows each update trains on against values worked out by hand
+from the released code's rules (597358816/EFRame, verl/trainer/ray_trainer.py; docs/algorithm.md).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from uec_recipe.algo.buffers import FifoBuffer, fifo_capacity
 from uec_recipe.algo.config import UECConfig, update_batch_rows
 from uec_recipe.trainer import UECTrainer
 
-RESPONSE_LEN = 3
+MAX_RESPONSE_LEN = 8
+SHORT = 3  # response length of a sample that ended with EOS
+LONG = MAX_RESPONSE_LEN  # a sample cut at max_response_length ("overlong")
 
 
 class FakeTransferQueue:
@@ -59,83 +63,103 @@ class FakeTransferQueue:
             self.cleared.append(key)
 
 
+def sample_spec(sample):
+    """A scripted sample: a reward, or (reward, response length), or (reward, length, acc)."""
+    if isinstance(sample, tuple):
+        reward, length, *acc = sample
+        return float(reward), int(length), (float(acc[0]) if acc else None)
+    return float(sample), SHORT, None
+
+
 class FakeRollout:
-    """Plays verl's ReplayBuffer: returns finished groups whose rewards the test chose."""
+    """Plays verl's ReplayBuffer: returns finished groups whose samples the test scripted."""
 
     poll_interval = 2.0
 
     def __init__(self, store: FakeTransferQueue):
         self.store = store
-        self.pending: deque = deque()  # (uid, [rewards]) groups waiting to be "sampled"
+        self.pending: deque = deque()  # (uid, [samples]) groups waiting to be "sampled"
 
-    def add_group(self, uid, rewards):
-        self.pending.append((uid, rewards))
+    def add_group(self, uid, samples):
+        self.pending.append((uid, samples))
 
     def sample(self, global_steps, partition_id, batch_size):
         keys, tags = [], []
         for _ in range(batch_size):
-            uid, rewards = self.pending.popleft()
-            for session, reward in enumerate(rewards):
+            uid, samples = self.pending.popleft()
+            for session, sample in enumerate(samples):
+                reward, length, acc = sample_spec(sample)
                 key = f"{uid}_{session}_0"
-                scores = torch.zeros(RESPONSE_LEN)
+                scores = torch.zeros(length)
                 scores[-1] = reward
+                extra = {"reward_extra_info": {"acc": acc}} if acc is not None else {"reward_extra_info": {}}
                 self.store.rows[key] = {
                     "uid": uid,
-                    "response_mask": torch.ones(RESPONSE_LEN),
+                    "response_mask": torch.ones(length),
                     "rm_scores": scores,
-                    "responses": torch.tensor([session, 0, 0]),
+                    "responses": torch.tensor([session] + [0] * (length - 1)),
+                    "extra_fields": extra,
                 }
                 keys.append(key)
-                tags.append({"response_len": RESPONSE_LEN, "seq_len": 10})
+                tags.append({"response_len": length, "seq_len": 10 + length})
         return KVBatchMeta(partition_id=partition_id, keys=keys, tags=tags), {}
 
 
-def make_trainer(monkeypatch, uec_overrides=None, prompts=2, n=4, regular_rewards=(), exploration_rewards=None):
-    """A UECTrainer whose Ray-side methods are fakes; regular_rewards: one reward list per prompt per step."""
+def make_trainer(monkeypatch, uec_overrides=None, prompts=2, n=4, steps=(), explorations=(), save_freq=-1):
+    """A UECTrainer whose Ray-side methods are fakes.
+
+    ``steps``: per step, one list of samples per prompt. ``explorations``: the G' samples of each exploration
+    group, in the order the step submits them. Exploration groups get uids e0, e1, ... (fresh, without '_').
+    """
     store = FakeTransferQueue()
     monkeypatch.setattr(trainer_module, "tq", store)
+    fresh = iter(range(1000))
+    monkeypatch.setattr(trainer_module, "uuid", SimpleNamespace(uuid4=lambda: SimpleNamespace(hex=f"e{next(fresh)}")))
     config = OmegaConf.create(
         {
-            "data": {"train_batch_size": prompts, "max_response_length": 8},
+            "data": {"train_batch_size": prompts, "max_response_length": MAX_RESPONSE_LEN},
             "algorithm": {"adv_estimator": "uec", "gamma": 1.0, "lam": 1.0, "norm_adv_by_std_in_grpo": True},
-            "actor_rollout_ref": {"rollout": {"n": n, "temperature": 1.0}},
-            "trainer": {"n_gpus_per_node": 1, "nnodes": 1},
+            "actor_rollout_ref": {"rollout": {"n": n, "temperature": 1.0, "calculate_log_probs": False}},
+            "trainer": {"n_gpus_per_node": 1, "nnodes": 1, "save_freq": save_freq},
         }
     )
-    uec = UECConfig.from_mapping({"exploration": {"n": 4}, "replay": {"frequency": 1}, **(uec_overrides or {})})
+    overrides = {"exploration": {"n": 4}, "replay": {"frequency": 1}}
+    for section, values in (uec_overrides or {}).items():
+        overrides[section] = {**overrides.get(section, {}), **values} if isinstance(values, dict) else values
+    uec = UECConfig.from_mapping(overrides)
     trainer = UECTrainer.__new__(UECTrainer)
     trainer.config, trainer.uec = config, uec
-    trainer.base_temperature, trainer.max_response_length = 1.0, 8
+    trainer.base_temperature, trainer.max_response_length = 1.0, MAX_RESPONSE_LEN
     trainer.n0 = update_batch_rows(uec, config)
     trainer.batch_buffer = FifoBuffer(fifo_capacity(uec.batch_buffer.capacity_multiple, trainer.n0))
     trainer.replay_buffer_rows = FifoBuffer(fifo_capacity(uec.replay.capacity_multiple, trainer.n0))
-    trainer.replay_rng, trainer.replay_updates = random.Random(0), 0
-    trainer.global_steps, trainer.total_training_steps, trainer.use_reference_policy = 1, 10, True
-    trainer._step_prompts, trainer._step_rows = None, None
+    trainer.replay_rng, trainer.replay_updates = random.Random(uec.seed), 0
+    trainer.global_steps, trainer.total_training_steps, trainer.use_reference_policy = 1, 100, True
+    trainer._step_prompts, trainer._step_rows, trainer._rollout_asleep = None, None, True
     trainer.replay_buffer = FakeRollout(store)
-    trainer.checkpoint_manager = SimpleNamespace(sleep_replicas=lambda: None)
-    trainer.calls = {"update": [], "explore": [], "old_log_prob": 0}
-    steps = deque(regular_rewards)
+    trainer.calls = {"update": [], "explore": [], "old_log_prob": 0, "sleep": 0}
+    trainer.checkpoint_manager = SimpleNamespace(sleep_replicas=lambda: trainer.calls.__setitem__("sleep", 1))
+    script, exploration_script = deque(steps), deque(explorations)
 
     def prepare_step():
         uids = [f"p{trainer.global_steps}x{i}" for i in range(prompts)]
         batch = TensorDict({"dummy": torch.zeros(prompts)}, batch_size=[prompts])
         tu.assign_non_tensor_stack(batch, "uid", uids)
         trainer._step_prompts = batch
-        for uid, rewards in zip(uids, steps.popleft()):
-            trainer.replay_buffer.add_group(uid, rewards)
+        for uid, samples in zip(uids, script.popleft()):
+            trainer.replay_buffer.add_group(uid, samples)
 
     def submit(batch):
         trainer.calls["explore"].append(batch)
-        for row, uid in enumerate(batch["uid"]):
-            rewards = exploration_rewards(row) if exploration_rewards else [0.0] * uec.exploration.n
-            trainer.replay_buffer.add_group(uid, rewards)
+        for uid in batch["uid"]:
+            samples = exploration_script.popleft() if exploration_script else [0.0] * uec.exploration.n
+            trainer.replay_buffer.add_group(uid, samples)
         return len(batch)
 
     def old_log_prob(batch, metrics):
         trainer.calls["old_log_prob"] += 1
         for key in batch.keys:
-            store.rows[key]["entropy"] = torch.full((RESPONSE_LEN,), 0.5)
+            store.rows[key]["entropy"] = torch.full_like(store.rows[key]["response_mask"], 0.5)
         return batch
 
     def update_actor(batch, metrics):
@@ -154,13 +178,148 @@ def make_trainer(monkeypatch, uec_overrides=None, prompts=2, n=4, regular_reward
 
 def run_step(trainer):
     metrics = {}
+    trainer.calls["update"].clear()
+    trainer.calls["sleep"] = 0
     cleared = trainer.step(metrics, {})
     trainer.global_steps += 1
     return metrics, cleared
 
 
+def keys(prefix, sessions):
+    return [f"{prefix}_{s}_0" for s in sessions]
+
+
+# ---- the reference rules, step by step ----------------------------------------------------------------------------
+
+
+def test_scripted_steps_train_on_the_rows_the_released_code_would(monkeypatch):
+    """P = 2 prompts x G = 4, N0 = 4 (uec.n0), G' = 4, batch and replay capacity 2*N0 = 8, A0 = 1, replay every 2.
+
+    GRPO advantages in a group of 4 with k correct: k=1: +1.5 / -0.5; k=2: +/-0.866; k=3: +0.5 / -1.5.
+    """
+    steps = [
+        # 1: p1x0 has a truncated correct sample; p1x1 is difficult
+        [[(1, LONG), 0, 0, 0], [0, 0, 0, 0]],
+        # 2: eight survivors = two N0 blocks, trained in one update
+        [[1, 0, 0, 0], [0, 0, 1, 0]],
+        # 3: a truncated correct regular sample; an all-correct group (A = 0)
+        [[0, (1, LONG), 0, 0], [1, 1, 1, 1]],
+        # 4: eight survivors on top of three buffered rows overflow the buffer
+        [[1, 0, 0, 0], [0, 0, 0, 1]],
+        [[1, 0, 0, 0], [0, 1, 0, 0]],
+        [[0, 0, 1, 0], [0, 0, 0, 1]],
+        [[1, 0, 0, 0], [1, 0, 0, 0]],
+    ]
+    explorations = [[(1, LONG), 1, 0, 0]]  # step 1's exploration of p1x1: k=2, one correct sample truncated
+    trainer, store = make_trainer(
+        monkeypatch,
+        uec_overrides={"n0": 4, "replay": {"frequency": 2, "adv_threshold": 1.0}},
+        steps=steps,
+        explorations=explorations,
+    )
+
+    # step 1: exploration survivors first; the overlong filter drops the truncated positive of both kinds
+    m, cleared = run_step(trainer)
+    assert (m["uec/difficult_prompts"], m["uec/exploration_kept"], m["uec/regular_kept"]) == (1, 2, 4)
+    assert m["uec/overlong_positive_dropped"] == 2 and m["uec/overlong_positive_dropped_exploration"] == 1
+    assert trainer.calls["update"] == [keys("e0", [1]) + keys("p1x0", [1, 2, 3])]
+    assert m["uec/update_rows"] == 4 and m["uec/batch_buffer_size"] == 0 and m["uec/replay_buffer_size"] == 0
+    assert set(cleared.keys) == set(keys("p1x0", range(4)) + keys("p1x1", range(4)) + keys("e0", range(4)))
+
+    # step 2: 8 survivors -> floor(8/4)*4 = 8 rows in one update (popping one N0 block would leave 4 behind)
+    m, cleared = run_step(trainer)
+    assert trainer.calls["update"] == [keys("p2x0", range(4)) + keys("p2x1", range(4))]
+    assert m["uec/update_rows"] == 8 and m["uec/batch_buffer_size"] == 0
+    assert [r.key for r in trainer.replay_buffer_rows.rows()] == ["p2x0_0_0", "p2x1_2_0"]  # A = +1.5 > A0
+    assert m["uec/replay_rows"] == 0  # replay due, but 2 rows < N0
+    assert "p2x0_0_0" not in cleared.keys and "p2x0_0_0" in store.rows
+
+    # step 3: 3 survivors < N0: no update, nothing trained, the rollout keeps its weights
+    m, _ = run_step(trainer)
+    assert trainer.calls["update"] == [] and m["uec/update_ran"] == 0 and m["uec/batch_buffer_size"] == 3
+    assert m["uec/weight_sync_skipped"] == 1 and trainer.calls["sleep"] == 0
+
+    # step 4: 3 + 8 = 11 > capacity 8: the 3 oldest are evicted untrained (as the released code truncates),
+    # then 8 rows are trained; replay is due and holds exactly N0 = 4 rows: a random order of all of them
+    m, cleared = run_step(trainer)
+    assert set(keys("p3x0", [0, 2, 3])) <= set(cleared.keys)
+    assert trainer.calls["update"][0] == keys("p4x0", range(4)) + keys("p4x1", range(4))
+    replay_rows = ["p2x0_0_0", "p2x1_2_0", "p4x0_0_0", "p4x1_3_0"]
+    assert trainer.calls["update"][1] == [r for r in random.Random(0).sample(replay_rows, 4)]
+    assert m["uec/replay_rows"] == 4 and m["uec/replay_staleness/max"] == 2 and m["uec/replay_staleness/min"] == 0
+    assert m["uec/update_staleness/max"] == 0
+
+    # steps 5-6: the replay buffer reaches its capacity and is replayed whole, oldest first
+    run_step(trainer)
+    m, _ = run_step(trainer)
+    assert trainer.calls["update"][1] == replay_rows + ["p5x0_0_0", "p5x1_1_0", "p6x0_2_0", "p6x1_3_0"]
+    assert m["uec/replay_buffer_size"] == 8 and m["uec/replay_updates_total"] == 2
+
+    # step 7: two more admissions evict the two oldest replay rows, which are then deleted
+    m, cleared = run_step(trainer)
+    assert {"p2x0_0_0", "p2x1_2_0"} <= set(cleared.keys)
+    assert [r.key for r in trainer.replay_buffer_rows.rows()][-2:] == ["p7x0_0_0", "p7x1_0_0"]
+
+
+def test_without_selective_retention_every_sample_is_buffered_and_the_buffer_overflows(monkeypatch):
+    """The "w/o selective retention" ablation: every sample survives, except overlong positives."""
+    steps = [[[(1, LONG), 0, 0, 0], [0, 0, 0, 0]], [[1, 1, 1, 1], [0, 1, 0, 0]]]
+    trainer, store = make_trainer(
+        monkeypatch,
+        uec_overrides={"n0": 4, "retention": {"enable": False}, "replay": {"enable": False}},
+        steps=steps,
+        explorations=[[(1, LONG), 0, 0, 0]],
+    )
+    # step 1: survivors e0 (3: the truncated positive is dropped) + p1x0 (3) + p1x1 (4, A = 0) = 10 rows;
+    # capacity 8 keeps the newest 8, so the two oldest exploration rows go untrained; one update on 8 rows
+    m, cleared = run_step(trainer)
+    assert m["uec/exploration_kept"] == 4 and m["uec/regular_kept"] == 8 and m["uec/overlong_positive_dropped"] == 2
+    assert trainer.calls["update"] == [keys("e0", [3]) + keys("p1x0", [1, 2, 3]) + keys("p1x1", range(4))]
+    assert set(keys("e0", [1, 2])) <= set(cleared.keys)
+    # step 2: 8 survivors, an all-correct group included
+    m, _ = run_step(trainer)
+    assert trainer.calls["update"] == [keys("p2x0", range(4)) + keys("p2x1", range(4))]
+    assert m["uec/batch_buffer_size"] == 0
+
+
+def test_overlong_filter_scope_exploration_keeps_truncated_regular_positives(monkeypatch):
+    trainer, _ = make_trainer(
+        monkeypatch,
+        uec_overrides={"n0": 4, "retention": {"drop_overlong_positive": "exploration"}},
+        steps=[[[(1, LONG), 0, 0, 0], [0, 0, 0, 0]]],
+        explorations=[[(1, LONG), 1, 0, 0]],
+    )
+    m, _ = run_step(trainer)
+    assert m["uec/overlong_positive_dropped"] == 1 and m["uec/overlong_positive_dropped_exploration"] == 1
+    assert trainer.calls["update"][0] == keys("e0", [1]) + keys("p1x0", [0, 1, 2])
+
+
+def test_released_code_rules_abs_gt_1_and_abs_admission(monkeypatch):
+    """exploration.retention=abs_gt_1 and replay.admission=abs_gt, the released code's choices."""
+    trainer, _ = make_trainer(
+        monkeypatch,
+        uec_overrides={
+            "n0": 4,
+            "exploration": {"retention": "abs_gt_1"},
+            "replay": {"admission": "abs_gt", "frequency": 5},
+            "retention": {"drop_overlong_positive": "none"},
+        },
+        steps=[[[1, 1, 1, 0], [0, 0, 0, 0]]],
+        explorations=[[1, 1, 1, 0]],  # k = 3 of 4: correct +0.5, wrong -1.5
+    )
+    m, _ = run_step(trainer)
+    # |A| > 1 keeps only the failure of the exploration group; regular rows all pass |A| > 0.05
+    assert m["uec/exploration_kept"] == 1
+    assert trainer.calls["update"][0] == keys("e0", [3]) + keys("p1x0", range(3))
+    # |A| > A0 admits the -1.5 rows as well
+    assert [r.key for r in trainer.replay_buffer_rows.rows()] == ["e0_3_0"]
+
+
+# ---- edge cases ---------------------------------------------------------------------------------------------------
+
+
 def test_no_difficult_prompt_means_no_exploration(monkeypatch):
-    trainer, _ = make_trainer(monkeypatch, regular_rewards=[[[1, 0, 0, 0], [1, 1, 1, 1]]])
+    trainer, _ = make_trainer(monkeypatch, steps=[[[1, 0, 0, 0], [1, 1, 1, 1]]])
     metrics, _ = run_step(trainer)
     assert metrics["uec/difficult_prompts"] == 0 and metrics["uec/exploration_samples"] == 0
     assert trainer.calls["explore"] == []
@@ -168,9 +327,7 @@ def test_no_difficult_prompt_means_no_exploration(monkeypatch):
 
 
 def test_difficult_prompts_are_resampled_at_the_exploration_temperature(monkeypatch):
-    trainer, _ = make_trainer(
-        monkeypatch, regular_rewards=[[[0, 0, 0, 0], [1, 0, 1, 0]]], exploration_rewards=lambda row: [1, 0, 0, 0]
-    )
+    trainer, _ = make_trainer(monkeypatch, steps=[[[0, 0, 0, 0], [1, 0, 1, 0]]], explorations=[[1, 0, 0, 0]])
     metrics, _ = run_step(trainer)
     (explore,) = trainer.calls["explore"]
     assert len(explore) == 1
@@ -180,8 +337,20 @@ def test_difficult_prompts_are_resampled_at_the_exploration_temperature(monkeypa
     assert metrics["uec/exploration_kept"] == 1 and metrics["uec/difficult_solved_by_exploration"] == 1
 
 
+def test_difficulty_is_decided_on_accuracy_with_a_format_bonus(monkeypatch):
+    # compute_score_with_format: a well-formatted wrong answer scores 0.1 with acc 0; the group is still difficult
+    wrong, right = (0.1, SHORT, 0.0), (1.1, SHORT, 1.0)
+    trainer, _ = make_trainer(
+        monkeypatch, steps=[[[wrong] * 4, [right, wrong, wrong, wrong]]], explorations=[[right, wrong, wrong, wrong]]
+    )
+    metrics, _ = run_step(trainer)
+    assert metrics["uec/difficult_prompts"] == 1 and metrics["uec/difficulty_on_accuracy"] == 1
+    assert metrics["uec/regular_accuracy"] == pytest.approx(1 / 8)
+    assert metrics["uec/exploration_accuracy"] == pytest.approx(1 / 4)
+
+
 def test_difficult_prompts_with_no_exploration_survivor(monkeypatch):
-    trainer, store = make_trainer(monkeypatch, regular_rewards=[[[0, 0, 0, 0], [1, 0, 0, 0]]])
+    trainer, store = make_trainer(monkeypatch, steps=[[[0, 0, 0, 0], [1, 0, 0, 0]]])
     metrics, cleared = run_step(trainer)
     assert metrics["uec/exploration_samples"] == 4 and metrics["uec/exploration_kept"] == 0
     explore_keys = [k for k in store.cleared if not k.startswith("p1")]
@@ -192,7 +361,7 @@ def test_every_group_filtered_skips_the_update_and_training_goes_on(monkeypatch)
     trainer, _ = make_trainer(
         monkeypatch,
         uec_overrides={"exploration": {"enable": False}},
-        regular_rewards=[[[1, 1, 1, 1], [1, 1, 1, 1]], [[1, 0, 1, 0], [0, 1, 0, 1]], [[1, 0, 0, 0], [0, 0, 0, 1]]],
+        steps=[[[1, 1, 1, 1], [1, 1, 1, 1]], [[1, 0, 1, 0], [0, 1, 0, 1]], [[1, 0, 0, 0], [0, 0, 0, 1]]],
     )
     first, cleared = run_step(trainer)
     assert first["uec/regular_kept"] == 0 and first["uec/update_ran"] == 0 and len(cleared.keys) == 8
@@ -201,23 +370,9 @@ def test_every_group_filtered_skips_the_update_and_training_goes_on(monkeypatch)
     assert trainer.calls["old_log_prob"] == 1  # log-probs recomputed only for the popped rows
 
 
-def test_update_pops_the_oldest_n0_rows_and_keeps_the_rest(monkeypatch):
-    trainer, _ = make_trainer(
-        monkeypatch,
-        uec_overrides={"exploration": {"enable": False}, "replay": {"enable": False}},
-        regular_rewards=[[[1, 0, 0, 0], [1, 1, 0, 0]], [[1, 0, 0, 0], [0, 0, 1, 0]], [[1, 0, 0, 1], [1, 0, 0, 0]]],
-    )
-    run_step(trainer)  # 8 rows kept → update at once
-    assert trainer.calls["update"][0][:4] == ["p1x0_0_0", "p1x0_1_0", "p1x0_2_0", "p1x0_3_0"]
-    metrics, _ = run_step(trainer)
-    assert metrics["uec/update_ran"] == 1
-
-
 def test_replay_waits_for_n0_rows_then_replays_with_frozen_advantages(monkeypatch):
     trainer, store = make_trainer(
-        monkeypatch,
-        uec_overrides={"exploration": {"enable": False}},
-        regular_rewards=[[[1, 0, 0, 0], [0, 1, 0, 0]]] * 4,
+        monkeypatch, uec_overrides={"exploration": {"enable": False}}, steps=[[[1, 0, 0, 0], [0, 1, 0, 0]]] * 4
     )
     first, cleared = run_step(trainer)
     # 1-of-4 correct: Â = +1.5 for the correct row, -0.5 for the others; A0 = 1 admits the 2 correct rows
@@ -228,25 +383,37 @@ def test_replay_waits_for_n0_rows_then_replays_with_frozen_advantages(monkeypatc
         metrics, _ = run_step(trainer)
     assert metrics["uec/replay_buffer_size"] == 8 and metrics["uec/replay_rows"] == 8
     assert metrics["uec/replay_mean_advantage"] == pytest.approx(1.5, abs=1e-4)
-    assert len(trainer.calls["update"]) == 5  # 4 regular updates + 1 replay update
     assert trainer.calls["old_log_prob"] == 4  # replay reuses the stored log-probs
 
 
-def test_batch_buffer_overflow_drops_the_oldest_rows(monkeypatch):
-    trainer, store = make_trainer(
+def test_a_step_that_trains_nothing_sleeps_only_to_save(monkeypatch):
+    trainer, _ = make_trainer(
         monkeypatch,
-        prompts=2,
-        uec_overrides={"exploration": {"enable": False}},
-        regular_rewards=[[[1, 0, 0, 0], [1, 1, 1, 1]], [[0, 1, 0, 0], [1, 1, 1, 1]]],
+        uec_overrides={"exploration": {"enable": False}, "replay": {"enable": False}},
+        steps=[[[1, 1, 1, 1], [1, 1, 1, 1]]] * 2,
+        save_freq=2,
     )
-    trainer.n0 = 16  # more than two steps of survivors: rows accumulate
-    trainer.batch_buffer = FifoBuffer(6)
     first, _ = run_step(trainer)
-    assert first["uec/batch_buffer_size"] == 4 and first["uec/update_ran"] == 0
-    second, cleared = run_step(trainer)
-    assert second["uec/batch_buffer_size"] == 6
-    assert {"p1x0_0_0", "p1x0_1_0"} <= set(cleared.keys)  # the two oldest rows were evicted and are deleted
-    assert [row.key for row in trainer.batch_buffer.rows()][:2] == ["p1x0_2_0", "p1x0_3_0"]
+    assert trainer.calls["sleep"] == 0 and first["uec/weight_sync_skipped"] == 1
+    second, _ = run_step(trainer)  # step 2 saves a checkpoint: the rollout must free the device
+    assert trainer.calls["sleep"] == 1 and second["uec/weight_sync_skipped"] == 0
+
+
+def test_rollout_entropy_is_the_mean_negative_log_prob_of_the_sampled_tokens(monkeypatch):
+    trainer, store = make_trainer(monkeypatch, steps=[[[1, 0, 0, 0], [0, 1, 0, 0]]])
+    trainer.config.actor_rollout_ref.rollout.calculate_log_probs = True
+    original = trainer.replay_buffer.sample
+
+    def sample_with_log_probs(**kwargs):
+        meta, metrics = original(**kwargs)
+        for i, key in enumerate(meta.keys):
+            store.rows[key]["rollout_log_probs"] = torch.full((SHORT,), -0.1 * (i % 2 + 1))
+        return meta, metrics
+
+    trainer.replay_buffer.sample = sample_with_log_probs
+    trainer._sync_check = lambda rows: {}
+    metrics, _ = run_step(trainer)
+    assert metrics["entropy/regular_rollout"] == pytest.approx(0.15)
 
 
 def test_rows_are_put_in_an_order_independent_of_arrival(monkeypatch):

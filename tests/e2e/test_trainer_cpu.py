@@ -41,6 +41,9 @@ def test_every_uec_stage_acts(uec_run):
     updated = [r for r in rows if r["uec/update_ran"] == 1]
     assert all(math.isfinite(r["actor/pg_loss"]) and r["actor/grad_norm"] > 0 for r in updated)
     assert "uec/entropy_regular" in updated[0]
+    # the entropy figure comparable across methods is logged on every step, updated or not
+    assert all(0 < r["entropy/regular_rollout"] < 5 for r in rows)
+    assert all(r["tokens/generated"] > 0 for r in rows) and total(rows, "tokens/trained") > 0
     # the final validation logs the unbiased pass@k of its 4 samples per prompt, with its sampling settings
     final = rows[-1]
     assert 0 <= final["val-passk/uec_demo/digit_sum/pass@1"] <= final["val-passk/uec_demo/digit_sum/pass@4"] <= 1
@@ -57,6 +60,17 @@ def test_exploration_temperature_reaches_the_rollout(uec_run):
     # 8 exploration samples (demo G') per difficult prompt, and 8 prompts x 4 samples at T = 1.0 every step
     assert len(hot) == 8 * total(rows, "uec/difficult_prompts")
     assert len(base) == 32 * len(rows)
+
+
+def test_a_step_that_trains_nothing_keeps_the_rollouts_weights(uec_run):
+    rows, requests, _ = uec_run
+    pushes = [r for r in requests if r["event"] == "update_weights"]
+    trained = [r for r in rows if r["uec/update_ran"] or r["uec/replay_rows"]]
+    skipped = [r for r in rows if r["uec/weight_sync_skipped"]]
+    assert skipped, "no step skipped the weight push"
+    assert all(not r["uec/update_ran"] and not r["uec/replay_rows"] for r in skipped)
+    # one push at start-up, then one per step that did not skip it (every step that trained pushes)
+    assert len(pushes) == 1 + len(rows) - len(skipped) and len(rows) - len(skipped) >= len(trained)
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +117,7 @@ def test_grpo_baseline_runs_through_the_same_trainer(grpo_run):
     rows, requests = grpo_run
     assert len(rows) == 3
     assert not any(k.startswith("uec/") for r in rows for k in r)
+    assert all("entropy/regular_rollout" in r and r["tokens/generated"] == r["tokens/trained"] > 0 for r in rows)
     assert all(math.isfinite(r["actor/pg_loss"]) for r in rows)
     temperatures = {r["temperature"] for r in requests if r["event"] == "generate"}
     assert temperatures == {1.0, 0.5}  # training at T = 1.0, the final validation at T = 0.5; no T' for GRPO

@@ -23,7 +23,7 @@ def verl_log(tmp_path, monkeypatch):
     for step in range(1, 6):
         logger.log(
             {
-                "actor/entropy": np.float32(1.0 / step),
+                "entropy/regular_rollout": np.float32(1.0 / step),
                 "response_length/mean": 10.0 + step,
                 "critic/score/mean": np.float64(0.1 * step),
                 "timing_s/step": 1.0,
@@ -42,7 +42,7 @@ def flat_log(tmp_path):
     lines = [
         {
             "step": step,
-            "actor/entropy": 1.5 / step,
+            "entropy/regular_rollout": 1.5 / step,
             "critic/score/mean": 0.15 * step,
             "uec/difficult_prompts": 10 - step,
             "uec/replay_buffer_size": step * 2,
@@ -56,7 +56,7 @@ def flat_log(tmp_path):
 
 def test_reads_verl_file_logger_format(verl_log):
     series = curves.read_metrics(verl_log)
-    assert series["actor/entropy"][0] == (1, 1.0)
+    assert series["entropy/regular_rollout"][0] == (1, 1.0)
     assert [step for step, _ in series["response_length/mean"]] == [1, 2, 3, 4, 5]
     assert series["val-core/uec_demo/digit_sum/acc/mean@1"] == [(0, 0.1), (5, 0.5)]
     assert "actor/pg_loss" not in series  # NaN -> null -> skipped
@@ -72,7 +72,7 @@ def test_png_has_expected_size_and_one_line_per_run(verl_log, flat_log, tmp_path
     runs = {"GRPO": curves.read_metrics(verl_log), "UEC-RL": curves.read_metrics(flat_log)}
     metrics, notes = curves.select_metrics(runs, curves.DEFAULT_METRICS)
     assert metrics == [
-        "actor/entropy",
+        "entropy/regular_rollout",
         "response_length/mean",
         "critic/score/mean",
         "val-core/uec_demo/digit_sum/acc/mean@1",
@@ -89,13 +89,13 @@ def test_png_has_expected_size_and_one_line_per_run(verl_log, flat_log, tmp_path
 
     axes = {ax.get_title(): ax for ax in figure.axes if ax.get_visible()}
     assert list(axes) == metrics
-    shared = ["actor/entropy", "critic/score/mean"]
+    shared = ["entropy/regular_rollout", "critic/score/mean"]
     for metric in shared:
         assert len(axes[metric].get_lines()) == 2
         assert [t.get_text() for t in axes[metric].get_legend().get_texts()] == ["GRPO", "UEC-RL"]
     for metric in ("uec/difficult_prompts", "response_length/mean"):
         assert len(axes[metric].get_lines()) == 1
-    entropy = axes["actor/entropy"].get_lines()[1]
+    entropy = axes["entropy/regular_rollout"].get_lines()[1]
     assert list(entropy.get_xdata()) == [1, 2, 3, 4, 5]
     assert math.isclose(entropy.get_ydata()[0], 1.5)
 
@@ -104,7 +104,7 @@ def test_cli_skips_missing_metrics_with_a_note(verl_log, flat_log, tmp_path, cap
     out = tmp_path / "c.png"
     figure = curves.main(
         ["--run", f"GRPO={verl_log}", "--run", f"UEC-RL={flat_log}", "--out", str(out)]
-        + ["--metrics", "actor/entropy", "actor/does_not_exist", "--dpi", "40"]
+        + ["--metrics", "entropy/regular_rollout", "actor/does_not_exist", "--dpi", "40"]
     )
     assert out.is_file()
     assert "skipped actor/does_not_exist" in capsys.readouterr().err
@@ -120,7 +120,7 @@ def test_errors(verl_log, tmp_path):
     with pytest.raises(FileNotFoundError):
         curves.read_metrics(tmp_path / "missing.jsonl")
     no_step = tmp_path / "no_step.jsonl"
-    no_step.write_text('{"actor/entropy": 1.0}\n')
+    no_step.write_text('{"entropy/regular_rollout": 1.0}\n')
     with pytest.raises(ValueError, match="no 'step'"):
         curves.read_metrics(no_step)
     assert curves.parse_run("a=b=c.jsonl") == ("a", curves.Path("b=c.jsonl"))

@@ -45,7 +45,7 @@ class FifoBuffer:
         return evicted
 
     def pop_oldest(self, count: int) -> list[BufferedRow]:
-        if count > len(self._rows):
+        if count < 0 or count > len(self._rows):
             raise ValueError(f"cannot pop {count} rows from a buffer holding {len(self._rows)}")
         return [self._rows.popleft() for _ in range(count)]
 
@@ -54,22 +54,39 @@ class FifoBuffer:
         self._rows = deque(rows)
 
 
-def replay_sample_size(buffer_size: int, n0: int) -> int:
-    """Rows used by one replay update: floor(size / N0) · N0, i.e. 0 below N0.
+def whole_blocks(size: int, n0: int) -> int:
+    """floor(size / N0) · N0: the most rows that form whole update batches (0 below N0)."""
+    return (size // n0) * n0
 
-    With the capacity a multiple of N0 (s' · N0 with s' = 2 in the paper) this is the whole buffer when it is full.
+
+def update_pop_size(buffer_size: int, n0: int) -> int:
+    """Rows the batch buffer hands to one policy update (algorithm doc §1.5).
+
+    The released code pops the oldest ⌊size/N0⌋·N0 rows once the buffer holds N0 or more
+    (597358816/EFRame, verl/trainer/ray_trainer.py, ``batch_buffer.pop((size // N0) * N0)``): a buffer holding
+    2·N0 rows trains on all of them in one update, so no buffered row waits to be evicted untrained.
     """
-    return (buffer_size // n0) * n0
+    return whole_blocks(buffer_size, n0)
 
 
-def select_replay_rows(rows: list[BufferedRow], n0: int, rng: random.Random) -> list[BufferedRow]:
-    """The rows of one replay update: all of them when they make whole N0 blocks, else a uniform random sample."""
-    size = replay_sample_size(len(rows), n0)
-    if size == len(rows):
+def select_replay_rows(rows: list[BufferedRow], n0: int, capacity: int, rng: random.Random) -> list[BufferedRow]:
+    """The rows of one replay update (algorithm doc §1.6), as the released code picks them.
+
+    A full buffer replays whole, oldest first; otherwise a uniform random sample of ⌊size/N0⌋·N0 rows, in the
+    sampled order (597358816/EFRame, verl/trainer/ray_trainer.py: ``replay_buffer.buffer`` when
+    ``size == capacity``, else ``replay_buffer.sample(...)``, which is ``random.sample``). Below N0 rows: none.
+    """
+    size = whole_blocks(len(rows), n0)
+    if size == 0:
+        return []
+    if len(rows) == capacity:
         return list(rows)
     return rng.sample(rows, size)
 
 
 def fifo_capacity(multiple: float, n0: int) -> int:
-    """Capacity in rows for a capacity given in units of N0 (never below one update batch)."""
-    return max(n0, int(round(multiple * n0)))
+    """Capacity in rows for a capacity given in units of N0 (never below one update batch).
+
+    The released code sizes both buffers as ``int(multiple * N0)`` rows (verl/trainer/ray_trainer.py).
+    """
+    return max(n0, int(multiple * n0))

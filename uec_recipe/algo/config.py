@@ -13,8 +13,23 @@ from typing import Any, Optional
 
 EXPLORATION_RETENTION_RULES = ("positive", "abs_gt_1")
 REPLAY_ADMISSION_RULES = ("gt", "abs_gt")
-LOGPROB_TEMPERATURE_MODES = ("base",)
+OVERLONG_SCOPES = ("all", "exploration", "none")
 KNOWN_ROLLOUTS = ("vllm", "sglang", "trtllm", "hf")
+# Estimators whose advantage is normalised within a uid group: UEC-RL's retention thresholds (|Â| > 0.05, Â > A0)
+# and its exploration groups are defined on GRPO advantages.
+GROUP_ESTIMATORS = ("uec", "grpo")
+
+# Keys that moved or were removed, with what to use instead (a stale override gets this hint, not a bare error).
+MOVED_KEYS = {
+    "exploration.drop_overlong_positive": (
+        "moved to uec.retention.drop_overlong_positive, which takes a scope: all (released code: regular and "
+        "exploration survivors), exploration, or none"
+    ),
+    "logprob_temperature": (
+        "removed: old log-probs of the T' samples are always recomputed at the base temperature with no "
+        "correction (the reference behaviour), and algorithm.rollout_correction is refused under UEC-RL"
+    ),
+}
 
 
 class UECConfigError(ValueError):
@@ -28,13 +43,15 @@ class ExplorationConfig:
     temperature: float = 1.2  # T': paper; the authors' other branches used 1.1 and 1.15
     difficulty_threshold: float = 0.01  # difficult = every sample of the group scores below this (released code)
     retention: str = "positive"  # paper: keep Â>0; released code: |Â|>1 ("abs_gt_1")
-    drop_overlong_positive: bool = True  # released code: drop samples that hit max length and have Â>0
 
 
 @dataclass
 class RetentionConfig:
     enable: bool = True  # False = the paper's "w/o selective retention" ablation: keep every sample
     regular_abs_adv: float = 0.05  # keep regular samples with |Â| > 0.05 (paper and released code)
+    # Drop survivors that hit max_response_length with Â > 0. "all" = regular and exploration survivors
+    # (released code, _filtering_overlong on their concatenation); "exploration" = T' samples only; "none".
+    drop_overlong_positive: str = "all"
 
 
 @dataclass
@@ -47,7 +64,7 @@ class ReplayConfig:
     enable: bool = True
     admission: str = "gt"  # "gt": Â > A0 (later branch); "abs_gt": |Â| > A0 (released code)
     adv_threshold: float = 1.0  # A0 (paper and both code trees)
-    capacity_multiple: float = 2.0  # s' × N0 (paper: s' = 2.0)
+    capacity_multiple: int = 2  # s' × N0 (paper: s' = 2.0); whole multiples, so a full buffer splits into updates
     frequency: int = 5  # f_replay: an extra update every 5 steps (paper)
 
 
@@ -58,9 +75,9 @@ class UECConfig:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     batch_buffer: BatchBufferConfig = field(default_factory=BatchBufferConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
-    # Old log-probs of the T' samples are recomputed at the base rollout temperature with no importance
-    # correction (reference behaviour, paper §3; the resulting bias is what raises entropy).
-    logprob_temperature: str = "base"
+    # How often the trainer polls TransferQueue for finished rollouts; null = verl's 2 s. The CPU scripts set
+    # 0.05 s: a toy-model step is shorter than one 2 s poll. Applies to every method preset.
+    sample_poll_interval_s: Optional[float] = None
     n0: Optional[int] = None  # rows per policy update; None = data.train_batch_size × rollout.n (paper's N0)
     seed: int = 0  # seeds the replay-buffer sampling
 
@@ -82,13 +99,18 @@ class UECConfig:
         kwargs = {}
         top_level = {f for f in cls.__dataclass_fields__}
         for key, value in data.items():
-            if key not in top_level:
+            if key in MOVED_KEYS:
+                problems.append(f"uec.{key}: {MOVED_KEYS[key]}")
+            elif key not in top_level:
                 problems.append(f"uec.{key}: unknown key (known: {', '.join(sorted(top_level))})")
             elif key in sections:
                 section_cls = sections[key]
                 value = value or {}
                 unknown = sorted(set(value) - set(section_cls.__dataclass_fields__))
                 for name in unknown:
+                    if f"{key}.{name}" in MOVED_KEYS:
+                        problems.append(f"uec.{key}.{name}: {MOVED_KEYS[f'{key}.{name}']}")
+                        continue
                     problems.append(
                         f"uec.{key}.{name}: unknown key (known: {', '.join(sorted(section_cls.__dataclass_fields__))})"
                     )
@@ -104,6 +126,10 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _is_whole(value) -> bool:
+    return _is_number(value) and float(value).is_integer()
+
+
 def validate(uec: UECConfig, config=None) -> list[str]:
     """Return one message per problem (empty when valid). ``config`` is the full trainer config, if any."""
     problems = []
@@ -117,7 +143,6 @@ def validate(uec: UECConfig, config=None) -> list[str]:
         ("exploration.enable", ex.enable),
         ("retention.enable", rt.enable),
         ("replay.enable", rp.enable),
-        ("exploration.drop_overlong_positive", ex.drop_overlong_positive),
     ]:
         if not isinstance(value, bool):
             bad(key, value, "must be true or false")
@@ -131,6 +156,12 @@ def validate(uec: UECConfig, config=None) -> list[str]:
         bad("exploration.retention", ex.retention, f"must be one of {EXPLORATION_RETENTION_RULES}")
     if not _is_number(rt.regular_abs_adv) or rt.regular_abs_adv < 0:
         bad("retention.regular_abs_adv", rt.regular_abs_adv, "must be a number >= 0 (reference 0.05)")
+    if rt.drop_overlong_positive not in OVERLONG_SCOPES:
+        bad(
+            "retention.drop_overlong_positive",
+            rt.drop_overlong_positive,
+            f"must be one of {OVERLONG_SCOPES} (reference: all)",
+        )
     if not _is_number(bb.capacity_multiple) or bb.capacity_multiple < 1:
         bad(
             "batch_buffer.capacity_multiple",
@@ -141,17 +172,19 @@ def validate(uec: UECConfig, config=None) -> list[str]:
         bad("replay.admission", rp.admission, f"must be one of {REPLAY_ADMISSION_RULES}")
     if not _is_number(rp.adv_threshold) or rp.adv_threshold < 0:
         bad("replay.adv_threshold", rp.adv_threshold, "must be a number >= 0 (reference A0 = 1.0)")
-    if not _is_number(rp.capacity_multiple) or rp.capacity_multiple < 1:
-        bad("replay.capacity_multiple", rp.capacity_multiple, "must be >= 1 (a replay update needs N0 rows)")
+    if not _is_whole(rp.capacity_multiple) or rp.capacity_multiple < 1:
+        bad(
+            "replay.capacity_multiple",
+            rp.capacity_multiple,
+            "must be a whole number >= 1 (paper s' = 2): a full replay buffer is replayed whole, so its capacity "
+            "must be whole update batches of N0 rows",
+        )
     if not isinstance(rp.frequency, int) or isinstance(rp.frequency, bool) or rp.frequency < 1:
         bad("replay.frequency", rp.frequency, "must be an integer >= 1 (reference f_replay = 5)")
-    if uec.logprob_temperature not in LOGPROB_TEMPERATURE_MODES:
-        bad(
-            "logprob_temperature",
-            uec.logprob_temperature,
-            f"must be one of {LOGPROB_TEMPERATURE_MODES}; for an importance-weight correction of the T' samples "
-            "use verl's algorithm.rollout_correction instead",
-        )
+    if uec.sample_poll_interval_s is not None and (
+        not _is_number(uec.sample_poll_interval_s) or uec.sample_poll_interval_s <= 0
+    ):
+        bad("sample_poll_interval_s", uec.sample_poll_interval_s, "must be null (verl default 2 s) or seconds > 0")
     if uec.n0 is not None and (not isinstance(uec.n0, int) or isinstance(uec.n0, bool) or uec.n0 < 1):
         bad("n0", uec.n0, "must be null (= train_batch_size x rollout.n) or an integer >= 1")
 
@@ -180,8 +213,9 @@ def _validate_against_trainer(uec: UECConfig, config) -> list[str]:
     multiple = required_row_multiple(config)
     if n0 % multiple != 0:
         problems.append(
-            f"uec.n0={n0}: each UEC update pops N0 rows and must split into whole PPO mini-batches on every "
-            f"data-parallel rank, so N0 must be a multiple of lcm(n_gpus_per_node*nnodes, "
+            f"uec.n0={n0}: each UEC update pops a whole number of N0-row blocks (the oldest floor(size/N0)*N0 "
+            "buffered rows) and each replay update uses whole N0 blocks; both must split into whole PPO "
+            "mini-batches on every data-parallel rank, so N0 must be a multiple of lcm(n_gpus_per_node*nnodes, "
             f"actor.ppo_mini_batch_size*rollout.n) = {multiple}; change uec.n0, data.train_batch_size or "
             "actor.ppo_mini_batch_size"
         )
@@ -213,10 +247,66 @@ def _validate_against_trainer(uec: UECConfig, config) -> list[str]:
         problems.append(f"trainer.v1.trainer_mode={config.trainer.v1.trainer_mode!r}: the UEC step needs 'uec'")
     if not config.trainer.get("use_v1", True):
         problems.append("trainer.use_v1=False: UEC-RL is built on verl's V1 trainer; set trainer.use_v1=True")
+    problems.extend(_unsupported_under_uec(config))
     if config.algorithm.get("filter_groups", {}).get("enable", False):
         problems.append(
             "algorithm.filter_groups.enable=True: UEC-RL filters groups itself (selective retention); "
             "verl's DAPO group filter would discard the difficult prompts before exploration sees them"
+        )
+    return problems
+
+
+def rollout_correction_active(config) -> bool:
+    """Whether verl's algorithm.rollout_correction would act (IS weights, rejection sampling or bypass mode)."""
+    correction = config.algorithm.get("rollout_correction", None)
+    if correction is None:
+        return False
+    return (
+        correction.get("rollout_is", None) is not None
+        or correction.get("rollout_rs", None) is not None
+        or bool(correction.get("bypass_mode", False))
+    )
+
+
+def _unsupported_under_uec(config) -> list[str]:
+    """Settings the UEC step cannot honour: refused, not silently ignored."""
+    problems = []
+    estimator = config.algorithm.adv_estimator
+    if estimator not in GROUP_ESTIMATORS:
+        problems.append(
+            f"algorithm.adv_estimator={estimator!r}: UEC-RL's difficulty test, retention thresholds and "
+            f"exploration groups are defined on group-normalised advantages; use one of {GROUP_ESTIMATORS}"
+        )
+    critic = config.get("critic", {}) or {}
+    if critic.get("enable", None):
+        problems.append(
+            "critic.enable=True: the UEC step trains the actor only (GRPO has no critic); set critic.enable=null"
+        )
+    if config.algorithm.get("use_kl_in_reward", False):
+        problems.append(
+            "algorithm.use_kl_in_reward=True: the UEC step computes advantages from the reward alone (the paper "
+            "puts KL in the loss); set algorithm.use_kl_in_reward=False and use actor_rollout_ref.actor.use_kl_loss"
+        )
+    if rollout_correction_active(config):
+        problems.append(
+            "algorithm.rollout_correction: verl applies it inside its own advantage step, which the UEC step does "
+            "not run, so it would have no effect; UEC-RL recomputes the T' samples' old log-probs at the base "
+            "temperature with no correction (the reference behaviour). Set algorithm.rollout_correction.rollout_is"
+            "=null, rollout_rs=null and bypass_mode=False"
+        )
+    return problems
+
+
+def validate_common(config) -> list[str]:
+    """Checks that hold for every method preset, UEC-RL or not."""
+    problems = []
+    actor = config.actor_rollout_ref.actor
+    grad_clip, clip_grad = actor.get("grad_clip", None), actor.get("optim", {}).get("clip_grad", None)
+    if grad_clip is not None and clip_grad is not None and float(grad_clip) != float(clip_grad):
+        problems.append(
+            f"actor_rollout_ref.actor.grad_clip={grad_clip}: verl 0.9.1's FSDP engine never reads this key; the "
+            f"gradient is clipped at actor_rollout_ref.actor.optim.clip_grad={clip_grad}. Set optim.clip_grad "
+            "instead (and leave grad_clip at its default)"
         )
     return problems
 
@@ -259,7 +349,7 @@ def _micro_batch_problems(n0: int, config) -> list[str]:
 def load_and_validate(config) -> UECConfig:
     """Parse ``config.uec`` and raise one UECConfigError listing every problem."""
     uec = UECConfig.from_mapping(config.get("uec"))
-    problems = validate(uec, config)
+    problems = validate(uec, config) + validate_common(config)
     if problems:
         raise UECConfigError("invalid UEC-RL configuration:\n  - " + "\n  - ".join(problems))
     return uec

@@ -23,11 +23,33 @@ def keep_exploration(advantages: torch.Tensor, rule: str = "positive") -> torch.
     raise ValueError(f"unknown exploration retention rule {rule!r}; use 'positive' or 'abs_gt_1'")
 
 
+OVERLONG_SCOPES = ("all", "exploration", "none")
+
+
 def overlong_positive(
     advantages: torch.Tensor, response_lengths: torch.Tensor, max_response_length: int
 ) -> torch.Tensor:
-    """Rows that hit the response-length limit and still got Â > 0 (dropped by the released code)."""
+    """Rows that hit the response-length limit and still got Â > 0 (dropped by the released code).
+
+    The released code tests whether the last response position is a real token, i.e. the response is exactly
+    ``max_response_length`` long (597358816/EFRame, verl/trainer/ray_trainer.py, ``_filtering_overlong``).
+    """
     return (response_lengths >= max_response_length) & (advantages > 0)
+
+
+def overlong_filter_applies(exploration: torch.Tensor, scope: str = "all") -> torch.Tensor:
+    """Which survivors the overlong-positive filter looks at.
+
+    ``all`` (released code): every survivor, regular and exploration — the release filters the concatenation of
+    both; ``exploration``: the T' samples only; ``none``: no row (e.g. a policy that never emits EOS).
+    """
+    if scope == "all":
+        return torch.ones_like(exploration, dtype=torch.bool)
+    if scope == "exploration":
+        return exploration.bool()
+    if scope == "none":
+        return torch.zeros_like(exploration, dtype=torch.bool)
+    raise ValueError(f"unknown overlong-positive scope {scope!r}; use one of {OVERLONG_SCOPES}")
 
 
 def admit_to_replay(advantages: torch.Tensor, threshold: float = 1.0, rule: str = "gt") -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Training curves of several runs on one picture: one subplot per metric, one line per run.
 
     python -m uec_recipe.eval.curves --run GRPO=grpo.jsonl --run UEC-RL=uec.jsonl --out curves.png \
-        [--metrics actor/entropy 'uec/*' ...]
+        [--metrics entropy/regular_rollout 'uec/*' ...]
 
 Reads the JSONL that verl's `file` logger writes (trainer.logger includes "file"; verl/utils/tracking.py
 FileLogger: one line per `log` call, `{"step": <int>, "data": {<metric>: <value>, ...}}`, at
@@ -23,7 +23,7 @@ from pathlib import Path
 # Entropy, length, reward and validation accuracy tell whether a run explores, collapses or explodes; uec/* are
 # the recipe's own counters (difficult prompts, kept exploration samples, buffer sizes).
 DEFAULT_METRICS = (
-    "actor/entropy",
+    "entropy/regular_rollout",
     "response_length/mean",
     "critic/score/mean",
     "val-core/*/mean@*",
