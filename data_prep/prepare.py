@@ -69,25 +69,47 @@ def _local_records(spec: DatasetSpec, split: str, local_dir: str) -> tuple[int, 
     return (*_file_records(_split_files(spec, split, local_dir)), local_dir)
 
 
+# JSON files a hub or save_to_disk folder holds beside its data; they describe the data and are not rows.
+METADATA_FILES = frozenset({"dataset_infos.json", "dataset_info.json", "dataset_dict.json", "state.json"})
+
+
 def _split_files(spec: DatasetSpec, split: str, local_dir: str) -> list[str]:
-    """The data files of ``split`` in a hub-layout folder: named ``<split>.parquet`` or ``<split>-00000-of-....``."""
+    """The data files of ``split`` in a hub-layout folder.
+
+    In order: files named for the split (``<split>.parquet``, ``<split>-00000-of-....parquet``) or inside a folder
+    named for it (the hub's auto-converted ``<config>/<split>/0000.parquet``); failing those, for the default split,
+    the only data file there is (DAPO-Math-17k publishes ``data/dapo-math-17k.parquet``, OlympiadBench
+    ``OlympiadBench/<config>/<config>.parquet``; the datasets library also reads a lone unnamed file as ``train``).
+    With a config, only files under a folder of that name count when there are any.
+    """
     found = []
-    for root, _, names in os.walk(local_dir):
-        found += [os.path.join(root, name) for name in sorted(names) if name.endswith(LOCAL_FILE_SUFFIXES)]
+    for root, folders, names in os.walk(local_dir):
+        folders[:] = sorted(folder for folder in folders if not folder.startswith("."))  # .git, .cache, ...
+        found += [
+            os.path.join(root, name)
+            for name in sorted(names)
+            if name.endswith(LOCAL_FILE_SUFFIXES) and name not in METADATA_FILES
+        ]
     if spec.config:
-        in_config = [path for path in found if spec.config in os.path.relpath(path, local_dir).split(os.sep)]
+        in_config = [path for path in found if spec.config in os.path.relpath(path, local_dir).split(os.sep)[:-1]]
         found = in_config or found
 
     def is_split_file(path: str) -> bool:
-        stem = os.path.basename(path).split(".")[0]
-        return stem == split or stem.startswith(split + "-")
+        *folders, name = os.path.relpath(path, local_dir).split(os.sep)
+        stem = name.split(".")[0]
+        return stem == split or stem.startswith(split + "-") or split in folders
 
     chosen = [path for path in found if is_split_file(path)]
+    if len({path.endswith(".parquet") for path in found}) > 1:
+        found = [path for path in found if path.endswith(".parquet")]
+    if not chosen and split == spec.split and len(found) == 1:
+        chosen = found
     if not chosen:
         listing = [os.path.relpath(path, local_dir) for path in found] or "no parquet/jsonl files"
         raise ConversionError(
-            f"{local_dir}: no data file for split {split!r} "
-            f"(expected {split}.parquet or {split}-*.parquet); found {listing}"
+            f"{local_dir}: no data file for split {split!r} (expected {split}.parquet, {split}-*.parquet, "
+            f"{split}/*.parquet, or a single data file for the default split); found {listing}. "
+            "Pass the data file itself as --local-dir."
         )
     if len({path.endswith(".parquet") for path in chosen}) > 1:
         chosen = [path for path in chosen if path.endswith(".parquet")]

@@ -16,15 +16,22 @@ from typing import Callable
 
 # --- the paper's prompt template -----------------------------------------------------------------------------------
 
-# UEC-RL §3 (EasyR1-based): the model reasons inside <think> </think> and puts the final answer in \boxed{}. This is
-# the instruction verl's examples/data_preprocess/geo3k.py appends and EasyR1's math format prompt uses, kept word for
-# word so that accuracies stay comparable with theirs. Appended to every free-form question (see build_prompt).
+# UEC-RL §3 (EasyR1-based): the model reasons inside <think> </think> and puts the final answer in \boxed{}. The
+# authors pass this format prompt on the command line (github.com/597358816/EFRame examples/qwen2.5-vl-7b.sh and
+# examples/qwen2.5-math-7b.sh, FORMAT_PROMPT) as a two-line shell string whose second line starts with a space. It
+# reaches the model as one line: their trainer reads the command line with OmegaConf.from_cli (verl/trainer/main.py),
+# which parses each value as YAML, and YAML folds a line break inside a plain scalar into one space; the dataset then
+# appends it after one space, prompt + " " + format_prompt.strip() (verl/utils/dataset.py::RLHFDataset.__getitem__).
+# The result is this text, byte for byte, after one space (tests/data_prep/test_dp_prepare.py replays that path on
+# the authors' exact string). verl's own examples/data_preprocess/geo3k.py uses the same sentence and separator.
 THINK_BOXED_SUFFIX = (
     "You FIRST think about the reasoning process as an internal monologue and then provide the final answer. "
     "The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST BE put in \\boxed{}."
 )
-# Multiple-choice questions (MMLU, the choice questions of the vision benchmarks): the same template, but the boxed
-# answer is the option letter, which is what the "choice" grader in uec_recipe/reward.py compares.
+QUESTION_SUFFIX_SEPARATOR = " "  # EasyR1's and verl's join, also when the question itself has line breaks
+# Multiple-choice questions (MMLU, the choice questions of the vision benchmarks): our own variant of the template -
+# the authors' code has none - asking for the option letter, which is what the "robust" grader of uec_recipe/reward.py
+# compares. It starts on a new line, so that it does not read as part of the last option.
 MULTIPLE_CHOICE_SUFFIX = (
     "You FIRST think about the reasoning process as an internal monologue and then provide the final answer. "
     "The reasoning process MUST BE enclosed within <think> </think> tags. "
@@ -81,15 +88,22 @@ _IMAGE_TOKEN = re.compile(r"<image\s*\d*>")
 
 
 def build_prompt(problem: Problem) -> list[dict]:
-    """The single user message: one placeholder per image, the question, then the paper's suffix."""
-    question = _IMAGE_TOKEN.sub("", problem.question).strip()
-    if not question and problem.images:
-        question = QUESTION_IN_IMAGE
-    suffix = MULTIPLE_CHOICE_SUFFIX if problem.answer_type == MULTIPLE_CHOICE else THINK_BOXED_SUFFIX
-    # One space before the suffix, as verl's geo3k.py joins them; a new line after a question that ends in an option
-    # list, so the instruction does not read as part of the last option.
-    separator = "\n" if "\n" in question else " "
-    return [{"role": "user", "content": IMAGE_PLACEHOLDER * len(problem.images) + question + separator + suffix}]
+    """The single user message: the question with one placeholder per image, a separator, then the suffix.
+
+    A question that already carries verl's "<image>" placeholders, one per image (Geometry3K's ``problem`` does),
+    is kept verbatim, as EasyR1 and verl's geo3k.py keep it; other image tokens ("<image1>") are removed and the
+    placeholders put in front.
+    """
+    question = problem.question
+    tokens = _IMAGE_TOKEN.findall(question)
+    if not (tokens.count(IMAGE_PLACEHOLDER) == len(tokens) == len(problem.images) and question.strip()):
+        question = _IMAGE_TOKEN.sub("", question).strip()
+        if not question and problem.images:
+            question = QUESTION_IN_IMAGE
+        question = IMAGE_PLACEHOLDER * len(problem.images) + question
+    if problem.answer_type == MULTIPLE_CHOICE:
+        return [{"role": "user", "content": question + "\n" + MULTIPLE_CHOICE_SUFFIX}]
+    return [{"role": "user", "content": question + QUESTION_SUFFIX_SEPARATOR + THINK_BOXED_SUFFIX}]
 
 
 def text(record: dict, column: str) -> str:
@@ -100,25 +114,36 @@ def text(record: dict, column: str) -> str:
     return "" if value is None else str(value).strip()
 
 
+# An unescaped "$": a TeX math delimiter (an escaped "\\$" is a dollar sign and stays).
+_MATH_DOLLAR = re.compile(r"(?<!\\)\$")
+
+
 def answer_text(value) -> str:
-    """A gold answer as the string the graders compare: integral floats lose ".0", TeX dollar signs go."""
+    """A gold answer as the string the graders compare: integral floats lose ".0", TeX math delimiters go.
+
+    Only delimiters go, not what is between them: "$3$" -> "3", "$3$ and $5$" -> "3 and 5". An odd number of
+    unescaped "$" is not a set of delimiters, and such an answer is kept as it is.
+    """
     if value is None:
         raise Drop("no ground truth")
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     answer = str(value).strip()
-    if len(answer) >= 2 and answer.startswith("$") and answer.endswith("$"):
-        answer = answer.strip("$").strip()
+    dollars = len(_MATH_DOLLAR.findall(answer))
+    if dollars and dollars % 2 == 0:
+        answer = _MATH_DOLLAR.sub("", answer).strip()
     if not answer:
         raise Drop("no ground truth")
     return answer
 
 
-def question_text(record: dict, column: str) -> str:
+def question_text(record: dict, column: str, verbatim: bool = False) -> str:
+    """A required, non-empty question; ``verbatim`` keeps surrounding white space, for sources whose prompt we
+    reproduce byte for byte."""
     question = text(record, column)
     if not question:
         raise Drop("empty question")
-    return question
+    return str(record[column]) if verbatim else question
 
 
 def image_bytes(value, context: SourceContext) -> bytes:
@@ -159,6 +184,25 @@ def with_options(question: str, options: list[str]) -> str:
     return question + "\n" + "\n".join(lines)
 
 
+# We-Math's one-string option list: "A. 2π; B. 4π; C. 8π; D. 16π; E. No correct answer".
+_WEMATH_OPTION = re.compile(r"([A-Z])\.\s*(.*?)\s*(?=;\s*[A-Z]\.|$)", re.DOTALL)
+
+
+def options_extra(options: list[str]) -> dict:
+    """``extra_info["options"]``: the option texts in letter order, so that the robust grader can accept an answer
+    that gives the gold option's text instead of its letter."""
+    return {"options": [str(option).strip() for option in options]}
+
+
+def wemath_options(option_string: str) -> list[str]:
+    """We-Math's options in letter order, or [] when the string is not the regular "A. ...; B. ..." list."""
+    found = _WEMATH_OPTION.findall(option_string.strip())
+    letters = [letter for letter, _ in found]
+    if not found or letters != list(OPTION_LETTERS[: len(found)]):
+        return []
+    return [option for _, option in found]
+
+
 def letter_of(answer: str, options: list[str]) -> str:
     """The letter of the option whose text is the answer (MathVista stores the option text, not the letter)."""
     cleaned = [str(option).strip() for option in options]
@@ -174,8 +218,9 @@ def convert_geometry3k(record: dict, context: SourceContext) -> Problem:
     # hiyouga/geometry3k (card): images (sequence of image), problem (with an "<image>" token), answer;
     # splits train 2,101 / validation 300 / test 601. Also id, choices, ground_truth (unused: the paper grades the
     # free-form answer with mathruler, as EasyR1 and verl's geo3k do).
+    # The problem text is kept verbatim: EasyR1 (the authors' base) builds the prompt from it unchanged.
     return Problem(
-        question=question_text(record, "problem"),
+        question=question_text(record, "problem", verbatim=True),
         ground_truth=answer_text(record.get("answer")),
         images=images_of(record, "images", context),
     )
@@ -227,7 +272,7 @@ def convert_question_answer(record: dict, context: SourceContext) -> Problem:
 
 
 def convert_olympiadbench(record: dict, context: SourceContext) -> Problem:
-    # Hothan/OlympiadBench, config OE_TO_maths_en_COMP (open-ended, text-only, maths, English competition; 675 rows,
+    # Hothan/OlympiadBench, config OE_TO_maths_en_COMP (open-ended, text-only, maths, English competition; 674 rows,
     # split train): question, final_answer (list of strings, usually one, TeX in $...$), unit, is_multiple_answer,
     # id; image_1..image_5 are empty for a text-only config - a row with an image is dropped, not half-converted.
     if any(record.get(f"image_{k}") for k in range(1, 6)):
@@ -262,7 +307,7 @@ def convert_mmlu(record: dict, context: SourceContext) -> Problem:
         question=with_options(question_text(record, "question"), choices),
         ground_truth=OPTION_LETTERS[answer],
         answer_type=MULTIPLE_CHOICE,
-        extra={"subject": text(record, "subject")},
+        extra={"subject": text(record, "subject"), **options_extra(choices)},
     )
 
 
@@ -276,7 +321,8 @@ def convert_mathvista(record: dict, context: SourceContext) -> Problem:
     if text(record, "question_type") == "multi_choice":
         choices = record.get("choices") or []
         gold = letter_of(answer_text(record.get("answer")), choices)
-        return Problem(with_options(question, choices), gold, MULTIPLE_CHOICE, images, {"pid": pid})
+        extra = {"pid": pid, **options_extra(choices)}
+        return Problem(with_options(question, choices), gold, MULTIPLE_CHOICE, images, extra)
     precision = record.get("precision")
     if text(record, "answer_type") == "float" and precision is not None:
         # The gold is rounded to `precision` decimals; without saying so the grader would reject a correct answer
@@ -313,19 +359,25 @@ def convert_mathvision(record: dict, context: SourceContext) -> Problem:
         ground_truth=answer_text(record.get("answer")),
         answer_type=answer_type,
         images=images_of(record, "decoded_image", context),
-        extra={"id": str(record.get("id")), "level": str(record.get("level")), "subject": text(record, "subject")},
+        extra={
+            "id": str(record.get("id")),
+            "level": str(record.get("level")),
+            "subject": text(record, "subject"),
+            **(options_extra(options) if options else {}),
+        },
     )
 
 
 def convert_wemath(record: dict, context: SourceContext) -> Problem:
     # We-Math/We-Math (testmini 1,740): question, option (one string, "A. ...; B. ..."), answer (a letter),
     # image_path (image), ID, key (which step of a composite problem), "question number". All multiple choice.
+    options = wemath_options(text(record, "option"))
     return Problem(
         question=question_text(record, "question") + "\nOptions: " + text(record, "option"),
         ground_truth=answer_text(record.get("answer")),
         answer_type=MULTIPLE_CHOICE,
         images=images_of(record, "image_path", context),
-        extra={"ID": text(record, "ID"), "key": text(record, "key")},
+        extra={"ID": text(record, "ID"), "key": text(record, "key"), **(options_extra(options) if options else {})},
     )
 
 
@@ -351,7 +403,7 @@ DATASETS: dict[str, DatasetSpec] = {
             convert_dapo_math,
             "train",
             deduplicate=True,
-            published_rows="~1.79M (each problem repeated; ~17.9k unique)",
+            published_rows="~1.79M (each problem repeated; about 17.4k unique)",
         ),
         DatasetSpec(
             "math12k_train", "hiyouga/math12k", "train", convert_problem_answer, "train", published_rows="12,000"
@@ -373,7 +425,7 @@ DATASETS: dict[str, DatasetSpec] = {
             convert_olympiadbench,
             "eval",
             config="OE_TO_maths_en_COMP",
-            published_rows="675",
+            published_rows="674",
         ),
         DatasetSpec("gsm8k_test", "openai/gsm8k", "test", convert_gsm8k, "eval", config="main", published_rows="1,319"),
         DatasetSpec("mmlu", "cais/mmlu", "test", convert_mmlu, "eval", config="all", published_rows="14,042"),

@@ -78,8 +78,8 @@ def data_source_of(key: str, suffix_parts: int) -> str:
     return key.split("/", 1)[1].rsplit("/", suffix_parts)[0]
 
 
-def passk_table(rows: list[dict]) -> list[str]:
-    """Unbiased pass@k of each validation (logged by the trainer as val-passk/...), with n, T and top_p."""
+def passk_table(rows: list[dict], grader: str = "paper") -> list[str]:
+    """Unbiased pass@k of each validation (logged by the trainer as val-passk/...), with n, T, top_p and grader."""
     lines = []
     for row in rows:
         sources = sorted({data_source_of(k, 1) for k in row if k.startswith("val-passk/")})
@@ -87,7 +87,7 @@ def passk_table(rows: list[dict]) -> list[str]:
             prefix = f"val-passk/{source}/"
             ks = sorted(int(k[len(prefix) + 5 :]) for k in row if k.startswith(prefix + "pass@"))
             if not lines:
-                lines += ["", "Validation pass@k (unbiased estimator, Chen et al. 2021):", ""]
+                lines += ["", f"Validation pass@k (unbiased estimator, Chen et al. 2021; grader: {grader}):", ""]
                 lines += ["| step | benchmark | n | T | top_p | " + " | ".join(f"pass@{k}" for k in ks) + " |"]
                 lines += ["|---" * (5 + len(ks)) + "|"]
             cells = [
@@ -126,7 +126,7 @@ def timing_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def build_summary(rows: list[dict], algo: str, curves: str | None = None) -> str:
+def build_summary(rows: list[dict], algo: str, curves: str | None = None, grader: str = "paper") -> str:
     training = [r for r in rows if r["step"] >= 1 and "training/global_step" in r]
     if not training:
         raise ValueError("no training step found in the metrics (did the run fail before its first step?)")
@@ -153,7 +153,7 @@ def build_summary(rows: list[dict], algo: str, curves: str | None = None) -> str
         replay_updates = max((r.get("uec/replay_updates_total", 0) for r in training), default=0)
         lines.append(f"| steps that skipped the update (buffer below N0) | {skipped} |")
         lines.append(f"| replay (stabilizer) updates | {int(replay_updates)} |")
-    lines += passk_table(rows)
+    lines += passk_table(rows, grader)
     lines += timing_table(rows)
     if curves:
         lines += ["", f"![training curves]({curves})"]
@@ -164,6 +164,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Write a short markdown summary of a run")
     parser.add_argument("--metrics", required=True, help="verl file-logger JSONL (metrics.jsonl)")
     parser.add_argument("--algo", default="uec")
+    parser.add_argument("--grader", default="paper", help="the grader the run's rewards used (named in the summary)")
     parser.add_argument("--out", help="markdown file to write (required unless --timings-only)")
     parser.add_argument("--curves", help="PNG to link from the summary (path relative to it)")
     parser.add_argument("--timings-only", action="store_true", help="print only the per-stage timing table")
@@ -176,7 +177,7 @@ def main(argv=None) -> int:
     if args.timings_only:
         print("\n".join(timing_table(read_metrics(args.metrics))))
         return 0
-    text = build_summary(read_metrics(args.metrics), args.algo, args.curves)
+    text = build_summary(read_metrics(args.metrics), args.algo, args.curves, args.grader)
     Path(args.out).write_text(text)
     print(text)
     return 0

@@ -120,7 +120,7 @@ def build_raw_sources(root: str) -> dict[str, str]:
     _write_parquet(
         os.path.join(root, "math12k", "data", "train-00000-of-00001.parquet"),
         {
-            "problem": ["Compute $\\frac{1}{2}+\\frac{1}{4}$.", "Solve $x^2=4$ for $x>0$."],
+            "problem": ["Compute $\\frac{1}{2}+\\frac{1}{4}$.", "Let $x>0$.\nSolve $x^2=4$."],
             "answer": ["\\frac{3}{4}", "2"],
         },
     )

@@ -93,6 +93,79 @@ def test_prompt_template_exact(prepared, read_rows):
     assert "(Give the answer to 1 decimal place.)" in vista
 
 
+# The authors' format prompt exactly as their scripts write it (github.com/597358816/EFRame examples/qwen2.5-vl-7b.sh
+# and examples/qwen2.5-math-7b.sh: FORMAT_PROMPT="""...""", two lines, the second starting with a space).
+AUTHORS_FORMAT_PROMPT_SHELL_VALUE = (
+    "You FIRST think about the reasoning process as an internal monologue and then provide the final answer.\n"
+    " The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST BE put in \\boxed{}."
+)
+
+
+def authors_prompt(problem: str) -> str:
+    """What the authors' trainer builds from a problem: their main() reads data.format_prompt=... with
+    OmegaConf.from_cli (EFRame verl/trainer/main.py), RLHFDataset appends it as prompt + " " + format_prompt.strip()
+    (EFRame verl/utils/dataset.py)."""
+    from omegaconf import OmegaConf
+
+    format_prompt = OmegaConf.from_cli(["data.format_prompt=" + AUTHORS_FORMAT_PROMPT_SHELL_VALUE]).data.format_prompt
+    return problem + " " + format_prompt.strip()
+
+
+def test_prompt_matches_the_authors_byte_for_byte(prepared, read_rows):
+    # The script's line break never reaches the model: YAML folds it into one space.
+    assert "\n" not in authors_prompt("x")
+    geo = read_rows(prepared["geo3k_train"])
+    assert [row["prompt"][0]["content"] for row in geo] == [
+        authors_prompt("<image>Find x. Round to the nearest tenth."),
+        authors_prompt("<image>Find the length of A B."),
+    ]
+    math12k = read_rows(prepared["math12k_train"])
+    # A question with a line break is still joined with one space, as EasyR1 and verl do.
+    assert math12k[1]["prompt"][0]["content"] == authors_prompt("Let $x>0$.\nSolve $x^2=4$.")
+
+
+def test_build_prompt_keeps_a_placeholder_question_verbatim():
+    from data_prep.sources import Problem, build_prompt
+
+    # Geometry3K's problem already holds verl's placeholder: kept as is, white space included, as EasyR1 keeps it.
+    (message,) = build_prompt(Problem("<image>Find x. ", "5", images=[b"png"]))
+    assert message["content"] == "<image>Find x.  " + THINK_BOXED_SUFFIX
+    # Other image tokens are replaced by placeholders in front; an empty question names the image.
+    (message,) = build_prompt(Problem("Count the dots.<image1>", "7", images=[b"png"]))
+    assert message["content"] == "<image>Count the dots. " + THINK_BOXED_SUFFIX
+    (message,) = build_prompt(Problem("", "7", images=[b"png"]))
+    assert message["content"] == "<image>Answer the question shown in the image. " + THINK_BOXED_SUFFIX
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("$3$", "3"),
+        ("$3$ and $5$", "3 and 5"),
+        ("$x=\\frac{1}{2}$, $y=2$", "x=\\frac{1}{2}, y=2"),
+        ("$$x^2$$", "x^2"),
+        ("\\$5", "\\$5"),
+        ("$\\$5$", "\\$5"),
+        ("costs $5", "costs $5"),
+        (27.0, "27"),
+        (2.5, "2.5"),
+        (" 3,-3 ", "3,-3"),
+    ],
+)
+def test_answer_text_removes_math_delimiters_only(value, expected):
+    from data_prep.sources import answer_text
+
+    assert answer_text(value) == expected
+
+
+@pytest.mark.parametrize("value", [None, "", "$$", " $ $ "])
+def test_answer_text_without_an_answer_is_dropped(value):
+    from data_prep.sources import Drop, answer_text
+
+    with pytest.raises(Drop, match="no ground truth"):
+        answer_text(value)
+
+
 def test_olympiadbench_reads_only_its_config(prepared, read_rows):
     assert [row["extra_info"]["question"] for row in read_rows(prepared["olympiadbench"])] == [
         "Find all real $x$ with $x^2=9$.",
@@ -109,14 +182,38 @@ def test_dapo_deduplicates_and_reports(raw_sources, tmp_path, capsys):
     assert [row["extra_info"]["source_index"] for row in rows] == ["uuid-0", "uuid-1"]
 
 
-def test_gold_answers_score_one_with_the_project_reward(prepared, read_rows):
-    # The ground truth of every prepared row, boxed, must earn reward 1 from uec_recipe.reward (a converter/reward
-    # mismatch - a letter vs. option text, a stray "$" - would silently zero an eval).
+@pytest.mark.parametrize("grader", ["paper", "robust"])
+def test_gold_answers_score_one_with_the_project_reward(prepared, read_rows, grader):
+    # The ground truth of every prepared row, boxed, must earn reward 1 from uec_recipe.reward under either grader (a
+    # converter/reward mismatch - a letter vs. option text, a stray "$" - would silently zero an eval).
     for name, path in prepared.items():
         for row in read_rows(path):
             gold = row["reward_model"]["ground_truth"]
-            result = compute_score(row["data_source"], f"<think>...</think> \\boxed{{{gold}}}", gold, row["extra_info"])
+            response = f"<think>...</think> \\boxed{{{gold}}}"
+            result = compute_score(row["data_source"], response, gold, row["extra_info"], grader=grader)
             assert result["acc"] == 1.0, (name, gold)
+
+
+def test_choice_rows_store_their_options_for_the_robust_grader(prepared, read_rows):
+    # NAME -> (row, options in letter order); MathVerse writes its options inside the question, so it has none.
+    expected = {
+        "mmlu": (0, ["3", "5", "4", "22"]),
+        "mathvista_testmini": (0, ["blue", "red", "green"]),
+        "math_vision": (0, ["circle", "square", "star", "moon", "sun"]),
+        "wemath_testmini": (0, ["2π", "4π", "8π", "16π", "No correct answer"]),
+    }
+    for name, (index, options) in expected.items():
+        row = read_rows(prepared[name])[index]
+        assert row["extra_info"]["options"] == options, name
+        gold = row["reward_model"]["ground_truth"]
+        gold_text = options["ABCDEFGHIJ".index(gold)]
+        wrong_text = next(option for option in options if option != gold_text)
+        score = lambda answer: compute_score(  # noqa: E731
+            row["data_source"], f"\\boxed{{{answer}}}", gold, row["extra_info"], grader="robust"
+        )["acc"]
+        assert (score(gold_text), score(f"{gold}. {gold_text}"), score(wrong_text)) == (1.0, 1.0, 0.0), name
+    free_form = read_rows(prepared["mathvista_testmini"])[1]["extra_info"]
+    assert free_form["answer_type"] == "free_form" and free_form.get("options") is None
 
 
 def test_verl_rlhf_dataset_loads_text_output(prepared, tiny_chat_tokenizer, tmp_path):
@@ -349,3 +446,59 @@ def test_prepare_all_covers_every_dataset_and_resumes(tmp_path):
     assert result.returncode == 0, result.stderr
     skipped = [line.split(":")[0] for line in result.stdout.splitlines() if "skipped" in line]
     assert skipped == list(DATASETS)
+
+
+# --- --local-dir on the published hub layouts -------------------------------------------------------------------------
+
+
+def _copy(source: str, destination) -> None:
+    import shutil
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, destination)
+
+
+def test_local_dir_dapo_folder_with_its_one_data_file(raw_sources, tmp_path, capsys):
+    # The hub repository holds data/dapo-math-17k.parquet: no split in the name, the only data file.
+    folder = tmp_path / "DAPO-Math-17k"
+    _copy(raw_sources["dapo_math_17k"], folder / "data" / "dapo-math-17k.parquet")
+    (folder / "README.md").write_text("card")
+    (folder / "dataset_infos.json").write_text("{}")  # metadata, not rows
+    out = tmp_path / "out"
+    assert main(["dapo_math_17k", "--out", str(out), "--local-dir", str(folder), "--quiet"]) == 0
+    assert "wrote 2 rows" in capsys.readouterr().out
+    assert validate_rl_parquet(out / "dapo_math_17k.parquet") == 2
+
+
+def test_local_dir_olympiadbench_hub_layouts(raw_sources, tmp_path, read_rows):
+    ours = os.path.join(raw_sources["olympiadbench"], "OE_TO_maths_en_COMP", "train-00000-of-00001.parquet")
+    other = os.path.join(raw_sources["olympiadbench"], "OE_TO_maths_zh_COMP", "train-00000-of-00001.parquet")
+    # The repository: OlympiadBench/<config>/<config>.parquet, one folder per config.
+    published = tmp_path / "published"
+    _copy(ours, published / "OlympiadBench" / "OE_TO_maths_en_COMP" / "OE_TO_maths_en_COMP.parquet")
+    _copy(other, published / "OlympiadBench" / "OE_TO_maths_zh_COMP" / "OE_TO_maths_zh_COMP.parquet")
+    # The hub's auto-converted parquet branch: <config>/<split>/0000.parquet.
+    converted = tmp_path / "converted"
+    _copy(ours, converted / "OE_TO_maths_en_COMP" / "train" / "0000.parquet")
+    _copy(other, converted / "OE_TO_maths_zh_COMP" / "train" / "0000.parquet")
+    for layout in (published, converted):
+        out = tmp_path / f"out_{layout.name}"
+        assert main(["olympiadbench", "--out", str(out), "--local-dir", str(layout), "--quiet"]) == 0, layout
+        questions = [row["extra_info"]["question"] for row in read_rows(out / "olympiadbench.parquet")]
+        assert questions == ["Find all real $x$ with $x^2=9$.", "Compute $2+2$."], layout
+
+
+def test_local_dir_that_cannot_be_resolved_fails_clearly(raw_sources, tmp_path, capsys):
+    # Two unnamed data files: which one is the split is not ours to guess.
+    folder = tmp_path / "two"
+    _copy(raw_sources["dapo_math_17k"], folder / "data" / "part-a.parquet")
+    _copy(raw_sources["dapo_math_17k"], folder / "data" / "part-b.parquet")
+    assert main(["dapo_math_17k", "--out", str(tmp_path / "out"), "--local-dir", str(folder), "--quiet"]) == 1
+    error = capsys.readouterr().err
+    assert "no data file for split 'train'" in error and "part-a.parquet" in error and "--local-dir" in error
+    # A lone unnamed file is the default split only, never another one.
+    single = tmp_path / "single"
+    _copy(raw_sources["dapo_math_17k"], single / "data" / "dapo-math-17k.parquet")
+    argv = ["dapo_math_17k", "--out", str(tmp_path / "out"), "--local-dir", str(single), "--split", "test"]
+    assert main(argv + ["--quiet"]) == 1
+    assert "no data file for split 'test'" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import pytest
 from uec_recipe.eval import sample
 from uec_recipe.eval.backends import HFSampler, multimodal_chat, resolve_model_path
 from uec_recipe.eval.passk import pass_at_k, pass_hat_k
+from uec_recipe.reward import describe_grader
 
 DATA_SOURCE = "uec_demo/digit_sum"
 QUESTIONS = [(3, 4), (1, 1), (5, 2), (12, 30)]  # the last is longer, so batches need padding
@@ -85,6 +86,9 @@ def test_end_to_end_with_a_real_tiny_model(tiny_model, eval_parquet, tmp_path):
     assert on_disk == json.loads(json.dumps(summary))
     assert on_disk["n"] == 4 and on_disk["temperature"] == 1.0 and on_disk["top_p"] == 0.95
     assert on_disk["model"] == str(tiny_model) and on_disk["backend"] == "hf"
+    assert on_disk["grader"] == "paper" and on_disk["reward_function"] == "uec_recipe.reward:compute_score"
+    assert on_disk["grader_by_data_source"] == {DATA_SOURCE: describe_grader(DATA_SOURCE, "paper")}
+    assert on_disk["mm_processor_kwargs"] is None
     assert on_disk["num_problems"] == 4 and on_disk["complete"] is True
     assert list(on_disk["pass@k"]) == ["1", "2", "4"] and list(on_disk["pass^k"]) == ["1", "2", "4"]
     assert on_disk["avg@n"] == pytest.approx(sum(r["correct"] for r in records) / 16)
@@ -251,3 +255,174 @@ def test_left_padding_gives_each_prompt_the_same_greedy_answer_as_alone(tiny_mod
     batched = sampler([long, short], 1)
     assert batched[1] == alone[0]
     assert sampler.tokenizer.padding_side == "left"
+
+
+# --- graders ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def geometry_text_parquet(tmp_path):
+    """Three angle questions graded like Geometry3K (text only, so the hf path can score them)."""
+    rows = [
+        {
+            "data_source": "hiyouga/geometry3k",
+            "prompt": [{"role": "user", "content": f"Find angle {index}."}],
+            "ability": "math",
+            "reward_model": {"style": "rule", "ground_truth": gold},
+            "extra_info": {"split": "test", "index": index},
+        }
+        for index, gold in enumerate(["30", "34", "45"])
+    ]
+    path = tmp_path / "angles.parquet"
+    pd.DataFrame(rows).to_parquet(path, index=False)
+    return path
+
+
+def angle_answers(chats, n):
+    # Right answers written the way models write them: a Unicode degree sign, the angle named first, plain.
+    answers = {"Find angle 0.": "\\boxed{30°}", "Find angle 1.": "\\boxed{\\angle 1 = 34^\\circ}"}
+    return [[answers.get(chat[-1]["content"], "\\boxed{45}")] * n for chat in chats]
+
+
+def test_grader_is_chosen_recorded_and_guarded(tiny_model, geometry_text_parquet, tmp_path):
+    base = ["--model", str(tiny_model), "--data", str(geometry_text_parquet), "--n", "2"]
+    (paper,) = sample.main(base + ["--out", str(tmp_path / "paper")], generate=angle_answers)
+    (robust,) = sample.main(base + ["--out", str(tmp_path / "robust"), "--grader", "robust"], generate=angle_answers)
+    # mathruler (the authors' scoring) reads neither answer; the robust grader reads both.
+    assert (paper["grader"], paper["avg@n"]) == ("paper", pytest.approx(1 / 3))
+    assert (robust["grader"], robust["avg@n"]) == ("robust", 1.0)
+    assert "EFRame examples/score_function/math.py" in paper["grader_by_data_source"]["hiyouga/geometry3k"]
+    assert robust["grader_by_data_source"]["hiyouga/geometry3k"].startswith("robust:")
+    run_info = json.loads((tmp_path / "robust" / "angles" / "run.json").read_text())
+    assert run_info["grader"] == "robust"
+    with pytest.raises(ValueError, match="grader: existing 'robust' vs requested 'paper'"):
+        sample.main(base + ["--out", str(tmp_path / "robust")], generate=angle_answers)
+
+
+def test_unknown_data_source_fails_before_the_model_loads(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(sample, "resolve_model_path", lambda path: pytest.fail("model resolved before the check"))
+    rows = [
+        {
+            "data_source": "my_lab/unregistered",
+            "prompt": [{"role": "user", "content": "hi"}],
+            "reward_model": {"style": "rule", "ground_truth": "1"},
+        }
+    ]
+    path = tmp_path / "mine.parquet"
+    pd.DataFrame(rows).to_parquet(path, index=False)
+    with pytest.raises(ValueError, match="mine.parquet: .*unknown data_source 'my_lab/unregistered'"):
+        sample.main(["--model", str(tiny_model), "--data", str(path), "--out", str(tmp_path / "e")])
+
+
+# --- vLLM: the training run's image processor settings --------------------------------------------------------------
+
+
+class FakeLLM:
+    """Stands in for vllm.LLM (vLLM cannot run on CPU): records its constructor arguments and the chats it gets."""
+
+    instances = []
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+        self.chats = []
+        FakeLLM.instances.append(self)
+
+    def chat(self, chats, params, use_tqdm=False):
+        from types import SimpleNamespace
+
+        self.chats.extend(chats)
+        return [SimpleNamespace(outputs=[SimpleNamespace(text="\\boxed{34}")] * params.n) for _ in chats]
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    import sys
+    import types
+
+    module = types.ModuleType("vllm")
+    module.LLM = FakeLLM
+    module.SamplingParams = lambda **kwargs: types.SimpleNamespace(**kwargs)
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    FakeLLM.instances = []
+    return FakeLLM
+
+
+@pytest.fixture
+def geo3k_image_parquet(tmp_path):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 200), (255, 255, 255)).save(buffer, format="PNG")
+    rows = [
+        {
+            "data_source": "hiyouga/geometry3k",
+            "prompt": [{"role": "user", "content": "<image>Find m \\angle 2."}],
+            "images": [{"bytes": buffer.getvalue(), "path": None}],
+            "ability": "math",
+            "reward_model": {"style": "rule", "ground_truth": "34"},
+            "extra_info": {"split": "test", "index": 0},
+        }
+    ]
+    path = tmp_path / "geo3k_test.parquet"
+    pd.DataFrame(rows).to_parquet(path, index=False)
+    return path
+
+
+PIXELS = {"min_pixels": 262144, "max_pixels": 4194304}  # run_scripts/gpu/geo3k_base.sh
+
+
+def test_mm_processor_kwargs_reach_vllm_and_the_summary(fake_vllm, geo3k_image_parquet, tmp_path):
+    out = tmp_path / "eval"
+    argv = ["--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--data", str(geo3k_image_parquet), "--out", str(out)]
+    argv += ["--backend", "vllm", "--n", "2", "--temperature", "0.5", "--seed", "3"]
+    (summary,) = sample.main(argv + ["--mm-processor-kwargs", json.dumps(PIXELS)])
+    (llm,) = fake_vllm.instances
+    assert llm.kwargs == {
+        "model": "Qwen/Qwen2.5-VL-7B-Instruct",
+        "seed": 3,
+        "tensor_parallel_size": 1,
+        "mm_processor_kwargs": PIXELS,
+    }
+    (chat,) = llm.chats
+    assert [part["type"] for part in chat[0]["content"]] == ["image_url", "text"]
+    assert summary["mm_processor_kwargs"] == PIXELS and summary["avg@n"] == 1.0
+    assert json.loads((out / "geo3k_test" / "summary.json").read_text())["mm_processor_kwargs"] == PIXELS
+    assert json.loads((out / "geo3k_test" / "run.json").read_text())["mm_processor_kwargs"] == PIXELS
+    # Other image settings mean other samples: resuming into the same folder is refused.
+    with pytest.raises(ValueError, match="mm_processor_kwargs: existing"):
+        sample.main(argv + ["--mm-processor-kwargs", '{"min_pixels": 3136, "max_pixels": 12544}'])
+
+
+def test_without_mm_processor_kwargs_vllm_keeps_its_defaults_and_says_so(fake_vllm, geo3k_image_parquet, tmp_path):
+    import contextlib
+    import io
+
+    argv = ["--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--data", str(geo3k_image_parquet)]
+    argv += ["--out", str(tmp_path / "eval"), "--backend", "vllm", "--n", "1", "--temperature", "0"]
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        (summary,) = sample.main(argv)
+    assert "mm_processor_kwargs" not in fake_vllm.instances[0].kwargs
+    assert summary["mm_processor_kwargs"] is None
+    assert "no --mm-processor-kwargs" in stderr.getvalue()
+
+
+@pytest.mark.parametrize(
+    "value, backend, message",
+    [
+        ("min_pixels=1", "vllm", "must be JSON"),
+        ("[1, 2]", "vllm", "non-empty JSON object"),
+        ("{}", "vllm", "non-empty JSON object"),
+        ('{"min_pixels": -1}', "vllm", "min_pixels must be a positive integer"),
+        ('{"max_pixels": "big"}', "vllm", "max_pixels must be a positive integer"),
+        ('{"min_pixels": 100, "max_pixels": 10}', "vllm", "min_pixels 100 exceeds max_pixels 10"),
+        (json.dumps(PIXELS), "hf", "applies to --backend vllm only"),
+    ],
+)
+def test_bad_mm_processor_kwargs(fake_vllm, geo3k_image_parquet, tmp_path, value, backend, message):
+    argv = ["--model", "Qwen/Qwen2.5-VL-7B-Instruct", "--data", str(geo3k_image_parquet), "--out", str(tmp_path)]
+    with pytest.raises(ValueError, match=message):
+        sample.main(argv + ["--backend", backend, "--mm-processor-kwargs", value])
+    assert fake_vllm.instances == []

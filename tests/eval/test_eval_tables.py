@@ -8,7 +8,7 @@ import yaml
 from uec_recipe.eval import tables
 from uec_recipe.eval.passk import ks_for
 
-SETTINGS = {"n": 8, "temperature": 0.6, "top_p": 0.95}
+SETTINGS = {"n": 8, "temperature": 0.6, "top_p": 0.95, "grader": "paper"}
 # Paper, Qwen2.5-VL-7B on Geometry3K: base 38.44, GRPO 50.75, UEC-RL 55.41 -> "37.9% relative improvement".
 GEOMETRY = {"base": 38.44, "GRPO": 50.75, "UEC-RL": 55.41}
 # Paper, Qwen2.5-Math-7B text table (percent).
@@ -91,7 +91,8 @@ def test_geometry_table_has_base_row_and_relative_improvement(runs_file, tmp_pat
     assert rows["Qwen2.5-VL-7B"][rel] == "-"
     notes = " ".join(geometry.notes)
     assert "(method - base) / (GRPO - base) - 1" in notes
-    assert "n=8" in notes and "temperature=0.6" in notes and "top_p=0.95" in notes
+    assert "n=8" in notes and "temperature=0.6" in notes and "top_p=0.95" in notes and "grader=paper" in notes
+    assert "the authors' scoring, mathruler" in notes and "comparable with the paper's tables" in notes
 
     markdown = (tmp_path / "out" / "tables.md").read_text()
     assert "| UEC-RL | **55.41** | +37.9% |" in markdown
@@ -130,7 +131,7 @@ def test_passk_table_per_benchmark(runs_file):
 
 def test_rows_sampled_differently_are_flagged(tmp_path):
     write_summary(tmp_path / "a", "aime24", 20.0)
-    write_summary(tmp_path / "b", "aime24", 30.0, settings={"n": 4, "temperature": 1.0, "top_p": 1.0})
+    write_summary(tmp_path / "b", "aime24", 30.0, settings={**SETTINGS, "n": 4, "temperature": 1.0, "top_p": 1.0})
     runs = {"methods": {"GRPO": "a", "UEC-RL": "b"}}
     built = tables.build_tables(runs, relative_to=tmp_path)
     notes = " ".join(built[0].notes)
@@ -152,3 +153,34 @@ def test_bad_runs_files(tmp_path):
         tables.build_tables(
             {"methods": {"GRPO": "a"}, "tables": [{"title": "T", "benchmarks": ["gsm8k"]}]}, relative_to=tmp_path
         )
+
+
+def test_rows_scored_by_different_graders_are_flagged_and_both_graders_explained(tmp_path):
+    write_summary(tmp_path / "a", "aime24", 20.0)
+    write_summary(tmp_path / "b", "aime24", 30.0, settings={**SETTINGS, "grader": "robust"})
+    built = tables.build_tables({"methods": {"GRPO": "a", "UEC-RL": "b"}}, relative_to=tmp_path)
+    notes = " ".join(built[0].notes)
+    assert "aime24: NOT comparable across rows" in notes
+    assert "GRPO: n=8, T=0.6, top_p=0.95, grader=paper" in notes
+    assert "UEC-RL: n=8, T=0.6, top_p=0.95, grader=robust" in notes
+    assert "grader=paper: the authors' scoring" in notes and "grader=robust: equivalent answers accepted" in notes
+
+
+def test_image_processor_settings_are_part_of_the_protocol(tmp_path):
+    pixels = {"min_pixels": 262144, "max_pixels": 4194304}
+    write_summary(tmp_path / "a", "geo3k_test", 50.0, settings={**SETTINGS, "mm_processor_kwargs": pixels})
+    write_summary(tmp_path / "b", "geo3k_test", 55.0, settings={**SETTINGS, "mm_processor_kwargs": pixels})
+    write_summary(tmp_path / "c", "geo3k_test", 52.0)
+    same = tables.build_tables({"methods": {"GRPO": "a", "UEC-RL": "b"}}, relative_to=tmp_path)
+    assert 'mm_processor_kwargs={"max_pixels": 4194304, "min_pixels": 262144}' in " ".join(same[0].notes)
+    mixed = tables.build_tables({"methods": {"GRPO": "a", "UEC-RL": "c"}}, relative_to=tmp_path)
+    assert "NOT comparable" in " ".join(mixed[0].notes)
+
+
+def test_summary_without_a_grader_is_refused(tmp_path):
+    path = write_summary(tmp_path / "a", "aime24", 20.0)
+    summary = json.loads(path.read_text())
+    del summary["grader"]
+    path.write_text(json.dumps(summary))
+    with pytest.raises(ValueError, match="lacks 'grader'; it was scored before graders were named.*--grader"):
+        tables.build_tables({"methods": {"GRPO": "a"}}, relative_to=tmp_path)

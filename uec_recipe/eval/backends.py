@@ -124,8 +124,17 @@ class HFSampler:
 
 
 def make_vllm_sampler(
-    model_path: str, temperature: float, top_p: float, max_new_tokens: int, seed: int, tensor_parallel_size: int
+    model_path: str,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    seed: int,
+    tensor_parallel_size: int,
+    mm_processor_kwargs: dict[str, Any] | None = None,
 ) -> Generate:
+    """vLLM's offline engine. ``mm_processor_kwargs`` goes to ``vllm.LLM`` unchanged: the image processor's settings
+    (Qwen2.5-VL's min_pixels / max_pixels decide how many patches an image becomes), which must be the training
+    run's (``data.mm_processor_kwargs``) for evaluation to see images as the policy saw them in training."""
     try:
         from vllm import LLM, SamplingParams
     except ImportError as error:
@@ -133,7 +142,10 @@ def make_vllm_sampler(
             "--backend vllm needs vLLM, which is not installed here (GPU nodes: pip install -e '.[gpu]'). "
             "Use --backend hf to sample with transformers instead."
         ) from error
-    llm = LLM(model=model_path, seed=seed, tensor_parallel_size=tensor_parallel_size)
+    engine_args: dict[str, Any] = {"model": model_path, "seed": seed, "tensor_parallel_size": tensor_parallel_size}
+    if mm_processor_kwargs is not None:
+        engine_args["mm_processor_kwargs"] = dict(mm_processor_kwargs)
+    llm = LLM(**engine_args)
 
     def generate(chats: list[list[dict[str, Any]]], n: int) -> list[list[str]]:
         # Passing SamplingParams keeps vLLM from applying generation_config.json defaults (it does so only when

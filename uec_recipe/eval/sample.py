@@ -1,14 +1,16 @@
 """Sampling evaluation: n samples per problem, accuracy-only scoring, unbiased pass@k, resumable.
 
     python -m uec_recipe.eval.sample --model PATH --data a.parquet [b.parquet ...] --out DIR \
-        --n 8 --temperature 0.6 --top-p 0.95 --max-new-tokens 1024 [--backend hf|vllm] [--batch-size B]
+        --n 8 --temperature 0.6 --top-p 0.95 --max-new-tokens 1024 [--grader paper|robust] [--backend hf|vllm] \
+        [--mm-processor-kwargs JSON] [--reward-path FILE [--reward-name NAME]] [--batch-size B]
 
 For each parquet (verl's RL schema: `prompt` chat list, `data_source`, `reward_model.ground_truth`, optional
 `extra_info`) it writes DIR/<parquet stem>/:
   samples.jsonl  one line per problem: problem_id, data_source, n, correct, accs, preds (+ responses with
                  --save-responses); appended as problems finish, so a rerun resumes where the last one stopped
   run.json       the settings that produced samples.jsonl; a rerun with other settings is refused
-  summary.json   avg@n, pass@k and pass^k (k = 1, 2, 4, ... <= n), with n, temperature, top_p and the model
+  summary.json   avg@n, pass@k and pass^k (k = 1, 2, 4, ... <= n), with n, temperature, top_p, the grader and
+                 the model
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from uec_recipe.eval.passk import is_correct, summarize_counts
 
 REQUIRED_COLUMNS = ("prompt", "data_source", "reward_model")
 ScoreFn = Callable[..., dict[str, Any]]
+GRADERS = ("paper", "robust")  # uec_recipe.reward.GRADERS, repeated so that --help needs no reward import
+DEFAULT_REWARD = "uec_recipe.reward:compute_score"
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,17 @@ class SamplingSettings:
     max_new_tokens: int
 
 
+@dataclass(frozen=True)
+class ScoringSettings:
+    """How samples became verdicts and what the model saw besides the prompt; part of every run.json and summary."""
+
+    grader: str = "paper"
+    reward_function: str = DEFAULT_REWARD
+    mm_processor_kwargs: dict[str, Any] | None = None
+
+
 # run.json keys that must match for a rerun to resume (the data file may move; its content may not change).
-GUARDED_KEYS = (*SamplingSettings.__dataclass_fields__, "data_fingerprint")
+GUARDED_KEYS = (*SamplingSettings.__dataclass_fields__, *ScoringSettings.__dataclass_fields__, "data_fingerprint")
 
 
 @dataclass
@@ -105,13 +118,42 @@ def default_score_fn() -> ScoreFn:
     return compute_score
 
 
-def score_problem(row: dict[str, Any], responses: list[str], score_fn: ScoreFn, problem_id: int) -> dict[str, Any]:
+def load_score_fn(path: str | None, name: str = "compute_score") -> ScoreFn:
+    """The reward function a training run names with reward.custom_reward_function.path/name, loaded the way verl
+    loads it (``verl.utils.import_utils.load_extern_object``), so a module that registers its own graders (see
+    examples/own_dataset) scores evaluation exactly as it scores training. Without a path: uec_recipe.reward's."""
+    if path is None:
+        return default_score_fn()
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--reward-path {path}: no such file")
+    from verl.utils.import_utils import load_extern_object
+
+    return load_extern_object(module_path=path, object_name=name)
+
+
+def describe_graders(data_sources: Sequence[str], scoring: ScoringSettings) -> dict[str, str]:
+    """data source -> how it was scored, as uec_recipe.reward describes it (a reward module of one's own that does
+    not register with uec_recipe.reward is named instead)."""
+    from uec_recipe.reward import describe_grader
+
+    described = {}
+    for data_source in sorted(set(data_sources)):
+        try:
+            described[data_source] = describe_grader(data_source, scoring.grader)
+        except ValueError:
+            described[data_source] = f"{scoring.reward_function} (grader={scoring.grader})"
+    return described
+
+
+def score_problem(
+    row: dict[str, Any], responses: list[str], score_fn: ScoreFn, problem_id: int, grader: str = "paper"
+) -> dict[str, Any]:
     data_source = str(row["data_source"])
     ground_truth = row["reward_model"]["ground_truth"]
     extra_info = row.get("extra_info")
     accs, preds = [], []
     for response in responses:
-        result = score_fn(data_source, response, ground_truth, extra_info=extra_info)
+        result = score_fn(data_source, response, ground_truth, extra_info=extra_info, grader=grader)
         accs.append(int(is_correct(result["acc"], f"problem {problem_id} ({data_source})")))
         preds.append(result.get("pred"))
     record = {
@@ -190,6 +232,7 @@ def evaluate_benchmark(
     settings: SamplingSettings,
     score_fn: ScoreFn,
     *,
+    scoring: ScoringSettings = ScoringSettings(),
     batch_size: int = 8,
     max_problems: int | None = None,
     save_responses: bool = False,
@@ -202,7 +245,12 @@ def evaluate_benchmark(
     bench_dir = Path(out_dir) / benchmark.name
     bench_dir.mkdir(parents=True, exist_ok=True)
     samples_path = bench_dir / "samples.jsonl"
-    run_info = {**asdict(settings), "data_file": str(benchmark.path), "data_fingerprint": data_fingerprint(benchmark)}
+    run_info = {
+        **asdict(settings),
+        **asdict(scoring),
+        "data_file": str(benchmark.path),
+        "data_fingerprint": data_fingerprint(benchmark),
+    }
     _guard_settings(bench_dir / "run.json", run_info)
     finished = _read_finished(samples_path, settings.n)
 
@@ -215,7 +263,7 @@ def evaluate_benchmark(
             chats = [transform_chat(row) if transform_chat else chat_of(row["prompt"]) for row in rows]
             responses = generate(chats, settings.n)
             for problem_id, row, texts in zip(ids, rows, responses, strict=True):
-                record = score_problem(row, texts, score_fn, problem_id)
+                record = score_problem(row, texts, score_fn, problem_id, scoring.grader)
                 if save_responses:
                     record["responses"] = texts
                 finished[problem_id] = record
@@ -230,6 +278,8 @@ def evaluate_benchmark(
         "data_file": str(benchmark.path),
         "backend": backend,
         **asdict(settings),
+        **asdict(scoring),
+        "grader_by_data_source": describe_graders([str(row["data_source"]) for row in benchmark.rows], scoring),
         "num_problems_in_file": len(benchmark.rows),
         "complete": len(finished) == len(benchmark.rows),
         **summary,
@@ -254,6 +304,27 @@ def summarize_records(records: list[dict[str, Any]]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def check_scoring(benchmarks: Sequence[Benchmark], score_fn: ScoreFn, grader: str) -> None:
+    """Score one made-up response per data source before any model loads: an unknown data source (no grader for
+    it) or a reward function without a ``grader`` keyword fails here, not after the first batch of samples."""
+    checked = set()
+    for benchmark in benchmarks:
+        for row in benchmark.rows:
+            data_source = str(row["data_source"])
+            if data_source in checked:
+                continue
+            checked.add(data_source)
+            extra_info = row.get("extra_info")
+            try:
+                score_fn(data_source, "", row["reward_model"]["ground_truth"], extra_info=extra_info, grader=grader)
+            except TypeError as error:
+                raise ValueError(
+                    f"{benchmark.path}: the reward function cannot score with grader={grader!r} ({error})"
+                ) from error
+            except ValueError as error:
+                raise ValueError(f"{benchmark.path}: {error}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m uec_recipe.eval.sample", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="HF model dir, verl checkpoint dir, or hub id")
@@ -263,7 +334,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=float, default=0.6)
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument(
+        "--grader",
+        choices=GRADERS,
+        default="paper",
+        help="paper: the authors' scoring (mathruler on the last \\boxed{}), comparable with the paper's tables; "
+        "robust: equivalent answers accepted, near misses rejected (uec_recipe/reward.py). Default: paper",
+    )
+    parser.add_argument(
+        "--reward-path",
+        default=None,
+        help="score with this file's reward function, as reward.custom_reward_function.path does in training "
+        "(e.g. a module that registers a grader for a dataset of your own); default uec_recipe/reward.py",
+    )
+    parser.add_argument("--reward-name", default="compute_score", help="function name in --reward-path")
     parser.add_argument("--backend", choices=["hf", "vllm"], default="hf")
+    parser.add_argument(
+        "--mm-processor-kwargs",
+        default=None,
+        metavar="JSON",
+        help="vLLM only: the image processor settings of the training run (its data.mm_processor_kwargs), e.g. "
+        '\'{"min_pixels": 262144, "max_pixels": 4194304}\' for run_scripts/gpu/geo3k_*.sh; recorded in summary.json',
+    )
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -293,6 +385,30 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError("--max-new-tokens and --batch-size must be >= 1")
     if args.max_problems is not None and args.max_problems < 1:
         raise ValueError("--max-problems must be >= 1")
+    args.mm_processor_kwargs = parse_mm_processor_kwargs(args.mm_processor_kwargs)
+    if args.mm_processor_kwargs is not None and args.backend != "vllm":
+        raise ValueError("--mm-processor-kwargs applies to --backend vllm only (the hf backend is text-only)")
+
+
+def parse_mm_processor_kwargs(text: str | None) -> dict[str, Any] | None:
+    """--mm-processor-kwargs as a dict; a clear error for anything but a JSON object with sane pixel limits."""
+    if text is None:
+        return None
+    example = '\'{"min_pixels": 262144, "max_pixels": 4194304}\''
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--mm-processor-kwargs must be JSON, e.g. {example}; got {text!r} ({error})") from None
+    if not isinstance(value, dict) or not value:
+        raise ValueError(f"--mm-processor-kwargs must be a non-empty JSON object, e.g. {example}; got {text!r}")
+    for key in ("min_pixels", "max_pixels"):
+        if key in value and not (isinstance(value[key], int) and not isinstance(value[key], bool) and value[key] > 0):
+            raise ValueError(f"--mm-processor-kwargs: {key} must be a positive integer, got {value[key]!r}")
+    if value.get("min_pixels", 0) > value.get("max_pixels", float("inf")):
+        raise ValueError(
+            f"--mm-processor-kwargs: min_pixels {value['min_pixels']} exceeds max_pixels {value['max_pixels']}"
+        )
+    return value
 
 
 def main(argv: Sequence[str] | None = None, generate: Generate | None = None) -> list[dict[str, Any]]:
@@ -301,17 +417,35 @@ def main(argv: Sequence[str] | None = None, generate: Generate | None = None) ->
     check_args(args)
     # Everything that can fail cheaply fails here, before minutes of model loading.
     benchmarks = load_benchmarks(args.data)
-    score_fn = default_score_fn()
+    score_fn = load_score_fn(args.reward_path, args.reward_name)
+    scoring = ScoringSettings(
+        grader=args.grader,
+        reward_function=DEFAULT_REWARD if args.reward_path is None else f"{args.reward_path}:{args.reward_name}",
+        mm_processor_kwargs=args.mm_processor_kwargs,
+    )
+    check_scoring(benchmarks, score_fn, scoring.grader)
     model_path = resolve_model_path(args.model)
     has_images = any(images_of(row) for benchmark in benchmarks for row in benchmark.rows)
     if has_images and args.backend == "hf" and generate is None:
         raise ValueError("rows with images need --backend vllm; the hf backend here is text-only")
+    if has_images and args.mm_processor_kwargs is None:
+        print(
+            "note: rows with images and no --mm-processor-kwargs: vLLM sizes images with the processor's defaults; "
+            "pass the training run's data.mm_processor_kwargs so that evaluation sees images as training did",
+            file=sys.stderr,
+        )
     settings = SamplingSettings(model_path, args.n, args.temperature, args.top_p, args.max_new_tokens)
 
     transform_chat = None
     if generate is None and args.backend == "vllm":
         generate = make_vllm_sampler(
-            model_path, args.temperature, args.top_p, args.max_new_tokens, args.seed, args.tensor_parallel_size
+            model_path,
+            args.temperature,
+            args.top_p,
+            args.max_new_tokens,
+            args.seed,
+            args.tensor_parallel_size,
+            mm_processor_kwargs=args.mm_processor_kwargs,
         )
         transform_chat = vllm_chat_of
     elif generate is None:
@@ -325,6 +459,7 @@ def main(argv: Sequence[str] | None = None, generate: Generate | None = None) ->
             generate,
             settings,
             score_fn,
+            scoring=scoring,
             batch_size=args.batch_size,
             max_problems=args.max_problems,
             save_responses=args.save_responses,
@@ -335,7 +470,8 @@ def main(argv: Sequence[str] | None = None, generate: Generate | None = None) ->
         passes = ", ".join(f"pass@{k}={v:.4f}" for k, v in summary["pass@k"].items())
         print(
             f"{benchmark.name}: {summary['num_problems']}/{summary['num_problems_in_file']} problems, "
-            f"n={args.n} T={args.temperature} top_p={args.top_p}: avg@{args.n}={summary['avg@n']:.4f}, {passes}",
+            f"n={args.n} T={args.temperature} top_p={args.top_p} grader={args.grader}: "
+            f"avg@{args.n}={summary['avg@n']:.4f}, {passes}",
             file=sys.stderr,
         )
     return summaries

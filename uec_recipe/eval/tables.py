@@ -18,8 +18,8 @@ runs.yaml (or .json) names where each method's summaries are (a summary.json, or
 Default tables: a Geometry3K table (benchmarks named geo3k* or geometry3k*), one over the other vision benchmarks
 (MathVista, MathVerse, MATH-Vision, We-Math by data_prep's names) and one over the text benchmarks, each with the
 average when it has several columns, and a pass@k table per benchmark. Writes DIR/tables.md and DIR/tables.tex.
-Numbers are percentages. Accuracy is avg@n (= pass@1 from n samples), and every table states n, temperature and
-top_p.
+Numbers are percentages. Accuracy is avg@n (= pass@1 from n samples), and every table states n, temperature,
+top_p and the grader that scored the answers ("paper" or "robust", uec_recipe/reward.py).
 """
 
 from __future__ import annotations
@@ -34,6 +34,18 @@ from typing import Any
 # Benchmark names as data_prep writes them (geo3k_test.parquet -> "geo3k_test"), for the default table layout.
 GEOMETRY_PREFIXES = ("geo3k", "geometry3k")
 VISION_PREFIXES = ("mathvista", "mathverse", "math_vision", "mathvision", "wemath", "we_math")
+GRADER_NOTES = {
+    "paper": (
+        "grader=paper: the authors' scoring, mathruler grade_answer on the last \\boxed{} (EFRame "
+        "examples/score_function/math.py); comparable with the paper's tables."
+    ),
+    "robust": (
+        "grader=robust: equivalent answers accepted (units, percent, degrees, scientific notation, 'x =' removed; "
+        "math-verify), near misses rejected (uec_recipe/reward.py); not the paper's scoring, so not comparable "
+        "with its tables."
+    ),
+}
+REQUIRED_SUMMARY_KEYS = ("benchmark", "n", "temperature", "top_p", "grader", "avg@n", "pass@k")
 RELATIVE_IMPROVEMENT_DEFINITION = (
     "Relative improvement over {ref} = (method - base) / ({ref} - base) - 1, computed on {col}: "
     "how much larger a method's gain over the base model is than {ref}'s gain (UEC-RL paper, arXiv 2604.14646)."
@@ -84,9 +96,15 @@ def read_summaries(spec: str | Sequence[str], relative_to: Path) -> dict[str, di
             raise FileNotFoundError(f"summary path not found: {path}")
         for file in files:
             summary = json.loads(file.read_text())
-            for key in ("benchmark", "n", "temperature", "top_p", "avg@n", "pass@k"):
+            for key in REQUIRED_SUMMARY_KEYS:
                 if key not in summary:
-                    raise ValueError(f"{file} lacks {key!r}; is it a summary.json from uec_recipe.eval.sample?")
+                    fix = (
+                        "it was scored before graders were named; score again into a new --out with "
+                        "`python -m uec_recipe.eval.sample --grader paper|robust`"
+                        if key == "grader"
+                        else "is it a summary.json from uec_recipe.eval.sample?"
+                    )
+                    raise ValueError(f"{file} lacks {key!r}; {fix}")
             name = summary["benchmark"]
             if name in by_benchmark:
                 raise ValueError(f"benchmark {name!r} appears twice for one method (second: {file})")
@@ -123,23 +141,41 @@ def relative_improvement(method: float, base: float, reference: float) -> float:
     return (method - base) / (reference - base) - 1.0
 
 
+def _settings_of(summary: dict[str, Any]) -> tuple:
+    mm = summary.get("mm_processor_kwargs")
+    return (
+        summary["n"],
+        summary["temperature"],
+        summary["top_p"],
+        summary["grader"],
+        None if mm is None else json.dumps(mm, sort_keys=True),
+    )
+
+
+def _settings_text(n, temperature, top_p, grader, mm, *, short: bool = False) -> str:
+    text = f"n={n}, T={temperature}" if short else f"avg@{n} (n={n} samples per problem), temperature={temperature}"
+    text += f", top_p={top_p}, grader={grader}"
+    return text + (f", mm_processor_kwargs={mm}" if mm is not None else "")
+
+
 def _settings_notes(results: Mapping[str, Mapping[str, dict[str, Any]]], benchmarks: Sequence[str]) -> list[str]:
-    """Which n / temperature / top_p each benchmark was sampled with, flagging rows that were sampled differently."""
+    """Which n / temperature / top_p / grader (and image processor settings) each benchmark was evaluated with,
+    flagging rows evaluated differently, then what each grader in the table means."""
     uniform: dict[tuple, list[str]] = {}
     flagged = []
+    graders = set()
     for bench in benchmarks:
-        settings = {row: (s["n"], s["temperature"], s["top_p"]) for row, by in results.items() if (s := by.get(bench))}
+        settings = {row: _settings_of(s) for row, by in results.items() if (s := by.get(bench))}
+        graders |= {values[3] for values in settings.values()}
         distinct = set(settings.values())
         if len(distinct) == 1:
             uniform.setdefault(distinct.pop(), []).append(bench)
         else:
-            per_row = "; ".join(f"{row}: n={n}, T={t}, top_p={p}" for row, (n, t, p) in settings.items())
-            flagged.append(f"{bench}: NOT comparable across rows, sampled differently ({per_row})")
-    same = [
-        f"{', '.join(benches)}: avg@{n} (n={n} samples per problem), temperature={temperature}, top_p={top_p}"
-        for (n, temperature, top_p), benches in uniform.items()
-    ]
-    return same + flagged
+            per_row = "; ".join(f"{row}: {_settings_text(*values, short=True)}" for row, values in settings.items())
+            flagged.append(f"{bench}: NOT comparable across rows, evaluated differently ({per_row})")
+    same = [f"{', '.join(benches)}: {_settings_text(*values)}" for values, benches in uniform.items()]
+    described = [GRADER_NOTES.get(grader, f"grader={grader}: not a grader uec_recipe knows") for grader in graders]
+    return same + flagged + sorted(described)
 
 
 def _bold_best(cells: list[list[float | None]]) -> list[set[int]]:
