@@ -17,9 +17,13 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    # What a GPU node needs on top: verl's own pins for vLLM and flash-attn (see verl 0.9.1 wheel metadata,
-    # extras `vllm` and `fsdp`). Never install this on a CPU-only machine: it pulls a CUDA torch.
-    "gpu": ["vllm==0.24.0", "flash-attn==2.8.3"],
+    # What a GPU node needs on top, pinned as verl 0.9.1's own `vllm` extra pins it (wheel metadata): vLLM 0.24.0, the
+    # CUDA torch 2.11.0 / torchvision 0.26.0 it requires, and transformers 5.9.0. flash-attn is deliberately absent:
+    # flash-attn 2.8.3 is a source-only package on PyPI whose build imports torch, so pip cannot build it inside an
+    # isolated build environment. docs/gpu.md installs it as its own step (a prebuilt wheel, or a build against the
+    # installed torch with --no-build-isolation), and ATTN=sdpa runs the GPU scripts without it.
+    # Never install this extra on a CPU-only machine: it pulls a CUDA torch.
+    "gpu": ["vllm==0.24.0", "torch==2.11.0", "torchvision==0.26.0", "transformers==5.9.0"],
     "dev": ["pytest>=8", "ruff"],
 }
 

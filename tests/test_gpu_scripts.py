@@ -1,10 +1,13 @@
 """Every GPU script composes under DRY_RUN=1 with the settings that define its experiment (no Ray, GPU or weights).
 
-A refactor that silently changes a paper setting, a preset or a data file makes one of these fail.
+A refactor that silently changes a paper setting, a preset, a data file, an engine setting taken from verl's
+examples, the logger or what reaches the Ray workers makes one of these fail. The one-GPU smoke script is checked by
+composition too, and a real launch without the GPU packages stops at its pre-flight checks.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -17,10 +20,47 @@ from uec_recipe.main_uec import DRY_RUN_HEADER
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ["uec", "grpo", "dapo", "kl_cov", "entropy_adv"]
+# variables the scripts forward to the Ray workers: cleared from the test's environment unless a test sets them
+FORWARDED_UNLESS_GIVEN = ["VERL_FILE_LOGGER_PATH", "TENSORBOARD_DIR", "UEC_AGENT_REQUEST_LOG", "WANDB_MODE", "LOGGER"]
+
+
+def compose(script: str, *overrides: str, cwd=None, **env_extra) -> tuple[list[dict], str]:
+    """Run a GPU script under DRY_RUN=1: every configuration it composes (in order) and its stderr."""
+    env = {**os.environ, "DRY_RUN": "1", "PYTHON": sys.executable, "DATA_DIR": "/data/uec", **env_extra}
+    for name in FORWARDED_UNLESS_GIVEN:
+        if name not in env_extra:
+            env.pop(name, None)
+    result = subprocess.run(
+        ["bash", str(REPO / "run_scripts/gpu" / script), *overrides],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=cwd,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "configuration composed and validated" in result.stderr
+    # each configuration follows its header; the next run's log lines ("[time][logger][LEVEL] - ...") follow it
+    parts = result.stdout.split(DRY_RUN_HEADER)[1:]
+    configs = [
+        yaml.safe_load("\n".join(line for line in part.splitlines() if not line.startswith("["))) for part in parts
+    ]
+    return configs, result.stderr
 
 
 def dry_run(script: str, *overrides: str, **env_extra) -> dict:
-    env = {**os.environ, "DRY_RUN": "1", "PYTHON": sys.executable, "DATA_DIR": "/data/uec", **env_extra}
+    configs, _ = compose(script, *overrides, **env_extra)
+    assert len(configs) == 1
+    return configs[0]
+
+
+def refused(script: str, *overrides: str, dry: bool = True, **env_extra) -> str:
+    """Run a GPU script that must stop before any expensive work; its stderr."""
+    env = {**os.environ, "PYTHON": sys.executable, "DATA_DIR": "/data/uec", **env_extra}
+    if dry:
+        env["DRY_RUN"] = "1"
+    else:
+        env.pop("DRY_RUN", None)
     result = subprocess.run(
         ["bash", str(REPO / "run_scripts/gpu" / script), *overrides],
         capture_output=True,
@@ -28,9 +68,13 @@ def dry_run(script: str, *overrides: str, **env_extra) -> dict:
         timeout=300,
         env=env,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "configuration composed and validated" in result.stderr
-    return yaml.safe_load(result.stdout.split(DRY_RUN_HEADER, 1)[1])
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "resolved configuration" not in result.stdout
+    return result.stderr
+
+
+def runtime_env_vars(config: dict) -> dict:
+    return config["ray_kwargs"]["ray_init"]["runtime_env"].get("env_vars", {})
 
 
 def check_paper_settings(config: dict) -> None:
@@ -43,6 +87,22 @@ def check_paper_settings(config: dict) -> None:
     assert (arr["rollout"]["val_kwargs"]["temperature"], arr["rollout"]["val_kwargs"]["n"]) == (0.5, 1)
     assert arr["rollout"]["name"] == "vllm" and arr["rollout"]["tensor_model_parallel_size"] == 2
     assert config["trainer"]["n_gpus_per_node"] == 8 and config["trainer"]["nnodes"] == 1
+
+
+def check_engine_settings(config: dict) -> None:
+    """verl's GPU-example memory settings every run shares, flash-attention by default, the packaged reward."""
+    arr = config["actor_rollout_ref"]
+    assert arr["rollout"]["gpu_memory_utilization"] == 0.6
+    assert arr["model"]["use_remove_padding"] is True and "attn_implementation" not in arr["model"]["override_config"]
+    assert arr["model"]["enable_gradient_checkpointing"] is True
+    assert arr["actor"]["use_dynamic_bsz"] is True and arr["actor"]["ppo_max_token_len_per_gpu"] == 24576
+    assert arr["ref"]["fsdp_config"]["param_offload"] is True
+    reward_function = config["reward"]["custom_reward_function"]
+    assert (reward_function["path"], reward_function["name"]) == ("pkg://uec_recipe.reward", "compute_score")
+    # console + verl's file logger into the run's folder (trainer.default_local_dir): no account needed
+    assert config["trainer"]["logger"] == ["console", "file"]
+    run_dir = config["trainer"]["default_local_dir"]
+    assert runtime_env_vars(config) == {"VERL_FILE_LOGGER_PATH": f"{run_dir}/metrics.jsonl"}
 
 
 def check_method(config: dict, method: str) -> None:
@@ -77,10 +137,27 @@ def check_method(config: dict, method: str) -> None:
         assert (algorithm["entropy_adv"]["alpha"], algorithm["entropy_adv"]["kappa"]) == (0.4, 2.0)
 
 
+def check_geo3k_engine_settings(config: dict) -> None:
+    """What geo3k_base.sh adopts from verl's examples/grpo_trainer/run_qwen2_5_vl_7b_fsdp.sh."""
+    arr = config["actor_rollout_ref"]
+    assert arr["model"]["use_fused_kernels"] is True
+    rollout = arr["rollout"]
+    assert (rollout["enable_chunked_prefill"], rollout["free_cache_engine"], rollout["enforce_eager"]) == (
+        False,
+        True,
+        False,
+    )
+    assert rollout["multi_stage_wake_up"] is False  # not adopted: read by no verl 0.9.1 code
+    fsdp = arr["actor"]["fsdp_config"]
+    assert (fsdp["param_offload"], fsdp["optimizer_offload"]) == (False, False)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_text_scripts(method):
     config = dry_run(f"text_{method}.sh")
     check_paper_settings(config)
+    check_engine_settings(config)
+    assert config["actor_rollout_ref"]["model"]["use_fused_kernels"] is False
     check_method(config, method)
     assert config["actor_rollout_ref"]["model"]["path"] == "Qwen/Qwen2.5-Math-7B"
     assert config["data"]["train_files"] == "/data/uec/dapo_math_17k.parquet"
@@ -92,6 +169,8 @@ def test_text_scripts(method):
 def test_geo3k_scripts(method):
     config = dry_run(f"geo3k_{method}.sh")
     check_paper_settings(config)
+    check_engine_settings(config)
+    check_geo3k_engine_settings(config)
     check_method(config, method)
     assert config["actor_rollout_ref"]["model"]["path"] == "Qwen/Qwen2.5-VL-7B-Instruct"
     assert config["data"]["train_files"] == "/data/uec/geo3k_train.parquet"
@@ -109,15 +188,16 @@ def test_knobs_and_extra_overrides_reach_the_config():
         TP="4",
         MODEL_PATH="/models/m",
         EXPERIMENT="mine",
-        ROLLOUT="sglang",
+        CKPT_DIR="/ckpt",
     )
     assert config["uec"]["exploration"]["temperature"] == 1.1
     assert (config["trainer"]["nnodes"], config["trainer"]["n_gpus_per_node"]) == (2, 4)
     assert config["actor_rollout_ref"]["rollout"]["tensor_model_parallel_size"] == 4
-    assert config["actor_rollout_ref"]["rollout"]["name"] == "sglang"
     assert (
         config["actor_rollout_ref"]["model"]["path"] == "/models/m" and config["trainer"]["experiment_name"] == "mine"
     )
+    assert config["trainer"]["default_local_dir"] == "/ckpt/mine"
+    assert runtime_env_vars(config)["VERL_FILE_LOGGER_PATH"] == "/ckpt/mine/metrics.jsonl"
 
 
 def test_a_typo_fails_loudly():
@@ -130,3 +210,146 @@ def test_a_typo_fails_loudly():
         env=env,
     )
     assert result.returncode != 0 and "exploraton" in result.stderr
+
+
+def test_sglang_is_refused_with_the_reason():
+    stderr = refused("text_uec.sh", ROLLOUT="sglang")
+    assert "ROLLOUT=sglang" in stderr and "vLLM only" in stderr
+
+
+@pytest.mark.parametrize(
+    "logger, expected",
+    [
+        ("console,wandb,tensorboard", ["console", "wandb", "tensorboard"]),
+        ('["console","wandb"]', ["console", "wandb"]),  # the hydra-list form older instructions used
+    ],
+)
+def test_logger_is_one_variable(logger, expected):
+    config = dry_run("geo3k_uec.sh", LOGGER=logger, CKPT_DIR="/ckpt")
+    assert config["trainer"]["logger"] == expected
+    env_vars = runtime_env_vars(config)
+    # the file logger only when asked for; tensorboard writes into the run's folder, not the worker's cwd
+    assert "VERL_FILE_LOGGER_PATH" not in env_vars
+    if "tensorboard" in expected:
+        assert env_vars["TENSORBOARD_DIR"] == "/ckpt/geo3k-qwen2.5-vl-7b-uec/tensorboard"
+
+
+def test_user_set_log_paths_and_the_request_log_reach_the_workers():
+    config = dry_run(
+        "text_grpo.sh",
+        LOGGER="console,file,tensorboard",
+        VERL_FILE_LOGGER_PATH="/logs/m.jsonl",
+        TENSORBOARD_DIR="/logs/tb",
+        UEC_AGENT_REQUEST_LOG="/logs/requests.jsonl",
+        WANDB_MODE="offline",
+    )
+    assert runtime_env_vars(config) == {
+        "VERL_FILE_LOGGER_PATH": "/logs/m.jsonl",
+        "TENSORBOARD_DIR": "/logs/tb",
+        "UEC_AGENT_REQUEST_LOG": "/logs/requests.jsonl",
+        "WANDB_MODE": "offline",
+    }
+
+
+def test_relative_paths_are_made_absolute_for_the_workers(tmp_path):
+    # Ray workers run in their own working directories: a relative path would land elsewhere or nowhere
+    configs, _ = compose(
+        "text_uec.sh", cwd=tmp_path, DATA_DIR="data", CKPT_DIR="ckpt", UEC_AGENT_REQUEST_LOG="logs/requests.jsonl"
+    )
+    config = configs[0]
+    assert config["data"]["train_files"] == f"{tmp_path}/data/dapo_math_17k.parquet"
+    assert config["trainer"]["default_local_dir"] == f"{tmp_path}/ckpt/text-qwen2.5-math-7b-uec"
+    assert runtime_env_vars(config)["UEC_AGENT_REQUEST_LOG"] == f"{tmp_path}/logs/requests.jsonl"
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"LOGGER": "console,wandbb"}, "'wandbb' is not a verl logger"),
+        ({"LOGGER": ","}, "LOGGER is empty"),
+        ({"ATTN": "flash3"}, "ATTN=flash3"),
+    ],
+)
+def test_bad_knobs_are_refused_before_composing(env, message):
+    assert message in refused("text_uec.sh", **env)
+
+
+def test_sdpa_is_the_one_variable_fallback_without_flash_attn():
+    model = dry_run("geo3k_uec.sh", ATTN="sdpa")["actor_rollout_ref"]["model"]
+    assert model["override_config"]["attn_implementation"] == "sdpa" and model["use_remove_padding"] is False
+    assert model["use_fused_kernels"] is True  # verl's torch fused-kernel backend needs no flash-attn
+
+
+@pytest.fixture
+def fake_vllm(tmp_path):
+    """A python path on which `vllm` is importable by name (the launcher only checks it is installed)."""
+    (tmp_path / "fake" / "vllm").mkdir(parents=True)
+    (tmp_path / "fake" / "vllm" / "__init__.py").write_text("")
+    return str(tmp_path / "fake")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM installed: a GPU environment")
+def test_a_real_launch_checks_packages_and_credentials_first(fake_vllm, tmp_path):
+    base = {"CKPT_DIR": str(tmp_path / "ckpt"), "PYTHONPATH": "", "WANDB_API_KEY": "", "HOME": str(tmp_path)}
+    assert "has no vllm" in refused("text_uec.sh", dry=False, **base)
+    base["PYTHONPATH"] = fake_vllm
+    stderr = refused("text_uec.sh", dry=False, **base)
+    assert "has no flash_attn" in stderr and "ATTN=sdpa" in stderr
+    stderr = refused("text_uec.sh", dry=False, ATTN="sdpa", LOGGER="console,wandb", WANDB_MODE="", **base)
+    assert "no wandb credentials" in stderr
+    stderr = refused("text_uec.sh", dry=False, ATTN="sdpa", UEC_AGENT_REQUEST_LOG="/nonexistent/r.jsonl", **base)
+    assert "UEC_AGENT_REQUEST_LOG=/nonexistent/r.jsonl" in stderr
+    # every check passed: the run gets as far as uec_recipe's configuration check (the data files are missing),
+    # having created its folder and kept an earlier launch's metrics file that verl would truncate
+    run_dir = tmp_path / "ckpt" / "text-qwen2.5-math-7b-uec"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.jsonl").write_text('{"step": 1, "data": {}}\n')
+    stderr = refused("text_uec.sh", dry=False, ATTN="sdpa", **base)
+    assert "data.train_files: /data/uec/dapo_math_17k.parquet does not exist" in stderr
+    kept = [p.name for p in run_dir.glob("metrics.*.jsonl")]
+    assert len(kept) == 1 and not (run_dir / "metrics.jsonl").exists()
+
+
+def test_smoke_composes_a_text_and_a_vlm_run(tmp_path):
+    configs, _ = compose("smoke.sh", SMOKE_DIR=str(tmp_path), LOGGER="console,wandb")
+    assert len(configs) == 2
+    for label, config, steps in (("text", configs[0], 3), ("vlm", configs[1], 2)):
+        arr, uec, trainer = config["actor_rollout_ref"], config["uec"], config["trainer"]
+        assert (trainer["n_gpus_per_node"], trainer["nnodes"], arr["rollout"]["tensor_model_parallel_size"]) == (
+            1,
+            1,
+            1,
+        )
+        assert arr["rollout"]["name"] == "vllm" and arr["rollout"]["enforce_eager"] is True
+        assert arr["model"]["path"] == f"{tmp_path}/build/{label}/model"
+        assert (config["data"]["train_batch_size"], arr["rollout"]["n"]) == (8, 4)
+        assert (arr["rollout"]["temperature"], arr["rollout"]["top_p"]) == (1.0, 0.99)
+        assert (uec["exploration"]["n"], uec["exploration"]["temperature"]) == (8, 1.2)
+        assert uec["n0"] == 8 and (uec["replay"]["frequency"], uec["replay"]["adv_threshold"]) == (1, 0)
+        assert uec["retention"]["drop_overlong_positive"] == "none"
+        assert (trainer["total_training_steps"], trainer["save_freq"], trainer["test_freq"]) == (steps, steps, -1)
+        assert trainer["default_local_dir"] == f"{tmp_path}/{label}/checkpoints"
+        assert trainer["logger"] == ["console", "file"]  # the checks read the file logger, whatever LOGGER says
+        assert config["reward"]["custom_reward_function"]["path"] == "pkg://uec_recipe.smoke.reward"
+        assert runtime_env_vars(config) == {
+            "VERL_FILE_LOGGER_PATH": f"{tmp_path}/{label}/metrics.jsonl",
+            "UEC_AGENT_REQUEST_LOG": f"{tmp_path}/{label}/requests.jsonl",
+        }
+        # the paper runs' engine settings are what the smoke exercises
+        assert arr["model"]["use_remove_padding"] is True and arr["actor"]["use_dynamic_bsz"] is True
+    text, vlm = configs
+    assert (text["data"]["max_prompt_length"], text["data"]["max_response_length"]) == (64, 16)
+    # VLM responses long enough to end early: equal-length M-RoPE batches trip a verl 0.9.1 bug (docs/vlm.md)
+    assert (vlm["data"]["max_prompt_length"], vlm["data"]["max_response_length"]) == (256, 512)
+    assert (
+        vlm["data"]["image_key"] == "images"
+        and vlm["data"]["train_files"] == f"{tmp_path}/build/vlm/geo3k_train.parquet"
+    )
+    assert vlm["actor_rollout_ref"]["model"]["use_fused_kernels"] is True
+    assert text["actor_rollout_ref"]["model"]["use_fused_kernels"] is False
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM installed: this would run the smoke")
+def test_smoke_without_a_gpu_stops_before_building(tmp_path):
+    stderr = refused("smoke.sh", dry=False, SMOKE_DIR=str(tmp_path))
+    assert "sees no CUDA GPU" in stderr and not (tmp_path / "build").exists()
