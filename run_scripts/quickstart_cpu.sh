@@ -54,22 +54,41 @@ main() {
 
   mkdir -p "$OUT"
   OUT="$(cd "$OUT" && pwd)"
+  LOG="$OUT/train.log"
   rm -f "$OUT/metrics.jsonl"
   export VERL_FILE_LOGGER_PATH="$OUT/metrics.jsonl"
-  echo "[quickstart] algo=$ALGO steps=$STEPS out=$OUT"
+  # the grader the rewards use, named in the summary (uec_recipe/reward.py; the config default is "paper")
+  GRADER=paper
+  for override in "${EXTRA_OVERRIDES[@]+"${EXTRA_OVERRIDES[@]}"}"; do
+    case "$override" in *reward.custom_reward_function.reward_kwargs.grader=*) GRADER="${override##*=}" ;; esac
+  done
+  echo "[quickstart] algo=$ALGO task=$TASK steps=$STEPS out=$OUT"
+  echo "[quickstart] starting Ray and the workers (about a minute), then one line per step; full log: $LOG"
   start=$(date +%s)
   "$PY" -m uec_recipe.main_uec algo="$ALGO" "${CPU_OVERRIDES[@]}" "${DEMO_OVERRIDES[@]}" \
     "${TASK_OVERRIDES[@]+"${TASK_OVERRIDES[@]}"}" \
     actor_rollout_ref.model.path="$DEMO_MODEL" data.train_files="$DEMO_TRAIN" data.val_files="$DEMO_TEST" \
     trainer.total_training_steps="$STEPS" trainer.test_freq="$STEPS" \
     trainer.experiment_name="quickstart-$TASK-$ALGO" trainer.default_local_dir="$OUT/checkpoints" \
-    "${EXTRA_OVERRIDES[@]+"${EXTRA_OVERRIDES[@]}"}"
+    "${EXTRA_OVERRIDES[@]+"${EXTRA_OVERRIDES[@]}"}" > "$LOG" 2>&1 &
+  local train_pid=$!
+  # The console shows the recipe's own lines ([uec] progress, restores, warnings); verl's log stays in train.log.
+  tail -n +1 -F --pid="$train_pid" "$LOG" 2>/dev/null | grep --line-buffered -o '\[uec\].*' || true
+  local rc=0
+  wait "$train_pid" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "[quickstart] training failed (exit $rc); the end of $LOG:" >&2
+    tail -n 40 "$LOG" >&2
+    exit "$rc"
+  fi
   echo "[quickstart] training finished in $(( $(date +%s) - start ))s"
   "$PY" -m uec_recipe.eval.curves --run "$ALGO=$OUT/metrics.jsonl" --out "$OUT/curves.png" \
-    --metrics entropy/regular_rollout critic/score/mean response_length/mean "val-core/*/acc/mean@*" "val-passk/*/pass@1" \
-    uec/difficult_prompts uec/exploration_kept uec/batch_buffer_size uec/replay_buffer_size
-  "$PY" -m uec_recipe.summary --metrics "$OUT/metrics.jsonl" --algo "$ALGO" --curves curves.png --out "$OUT/summary.md"
-  echo "[quickstart] wrote $OUT/metrics.jsonl, $OUT/curves.png and $OUT/summary.md"
+    --metrics entropy/regular_rollout critic/score/mean response_length/mean "val-core/*/acc/mean@*" \
+    "val-passk/*/pass@1" uec/difficult_prompts uec/exploration_kept uec/batch_buffer_size uec/replay_buffer_size \
+    > /dev/null
+  "$PY" -m uec_recipe.summary --metrics "$OUT/metrics.jsonl" --algo "$ALGO" --curves curves.png --grader "$GRADER" \
+    --demo-report "$DEMO_REPORT" --train-log "$LOG" --out "$OUT/summary.md"
+  echo "[quickstart] wrote $OUT/summary.md, $OUT/curves.png and $OUT/metrics.jsonl (verl's log: $LOG)"
 }
 
 main "$@"; exit

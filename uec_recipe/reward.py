@@ -82,8 +82,9 @@ ANSWER_KIND_BY_DATA_SOURCE: dict[str, str] = {
     "AI4Math/MathVerse": "mixed",
     "MathLLMs/MathVision": "mixed",
     "We-Math/We-Math": "mixed",
-    # the CPU demo task (uec_recipe/demo)
+    # the CPU demo task (uec_recipe/demo): training rows, and validation rows named by their difficulty band
     "uec_demo/digit_sum": "digit_sum",
+    **{f"uec_demo/digit_sum/{band}": "digit_sum" for band in ("easy", "medium", "hard", "between")},
 }
 # The benchmarks the authors' released configuration itself runs the scoring function on (EFRame
 # examples/config.yaml: hiyouga/math12k train/test; examples/qwen2.5-vl-7b.sh: hiyouga/geometry3k train/test).

@@ -126,7 +126,34 @@ def timing_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def build_summary(rows: list[dict], algo: str, curves: str | None = None, grader: str = "paper") -> str:
+def ladder_section(report_path) -> list[str]:
+    """The difficulty ladder the demo build measured (uec_recipe/demo/ladder.py), if its report has one."""
+    if not report_path or not Path(report_path).exists():
+        return []
+    from uec_recipe.demo.ladder import Ladder, band_table
+
+    report = json.loads(Path(report_path).read_text())
+    if "ladder" not in report:
+        return []
+    ladder = Ladder.from_json(report["ladder"])
+    unit = report["ladder"].get("unit", "level")
+    return [
+        "",
+        f"Difficulty ladder of the demo policy, measured when it was built ({ladder.samples_per_level} samples per "
+        f"{unit} at T = 1; validation accuracy above is reported per band):",
+        "",
+        *band_table(ladder, unit),
+    ]
+
+
+def build_summary(
+    rows: list[dict],
+    algo: str,
+    curves: str | None = None,
+    grader: str = "paper",
+    demo_report: str | None = None,
+    train_log: str | None = None,
+) -> str:
     training = [r for r in rows if r["step"] >= 1 and "training/global_step" in r]
     if not training:
         raise ValueError("no training step found in the metrics (did the run fail before its first step?)")
@@ -154,9 +181,12 @@ def build_summary(rows: list[dict], algo: str, curves: str | None = None, grader
         lines.append(f"| steps that skipped the update (buffer below N0) | {skipped} |")
         lines.append(f"| replay (stabilizer) updates | {int(replay_updates)} |")
     lines += passk_table(rows, grader)
+    lines += ladder_section(demo_report)
     lines += timing_table(rows)
     if curves:
         lines += ["", f"![training curves]({curves})"]
+    if train_log:
+        lines += ["", f"verl's full log of the run: `{train_log}`"]
     return "\n".join(lines) + "\n"
 
 
@@ -165,6 +195,8 @@ def main(argv=None) -> int:
     parser.add_argument("--metrics", required=True, help="verl file-logger JSONL (metrics.jsonl)")
     parser.add_argument("--algo", default="uec")
     parser.add_argument("--grader", default="paper", help="the grader the run's rewards used (named in the summary)")
+    parser.add_argument("--demo-report", help="the demo build's warm_start.json (its difficulty ladder is shown)")
+    parser.add_argument("--train-log", help="where the run's full log is (named in the summary)")
     parser.add_argument("--out", help="markdown file to write (required unless --timings-only)")
     parser.add_argument("--curves", help="PNG to link from the summary (path relative to it)")
     parser.add_argument("--timings-only", action="store_true", help="print only the per-stage timing table")
@@ -177,7 +209,9 @@ def main(argv=None) -> int:
     if args.timings_only:
         print("\n".join(timing_table(read_metrics(args.metrics))))
         return 0
-    text = build_summary(read_metrics(args.metrics), args.algo, args.curves, args.grader)
+    text = build_summary(
+        read_metrics(args.metrics), args.algo, args.curves, args.grader, args.demo_report, args.train_log
+    )
     Path(args.out).write_text(text)
     print(text)
     return 0

@@ -7,7 +7,10 @@ right on long ones (the difficulty ladder of docs/design.md, "CPU default task")
 * prompt  ``What is 3 + 8 + 1?`` with ``level + 1`` single-digit operands (level 1 = two operands);
 * answer  ``#### 12``; reward 1 for the exact integer after the last ``####`` (``uec_recipe.reward``);
 * warm start: supervised next-token loss on the answer, with level weights min(1, 2^-(operands-5)) so that long
-  sums are rare but not absent (left out entirely, exploration at T'=1.2 cannot rescue them).
+  sums are rare but not absent (left out entirely, exploration at T'=1.2 cannot rescue them);
+* ladder: every level's greedy and sampled accuracy is measured on the built policy and sorted into easy, medium
+  and hard bands (``uec_recipe/demo/ladder.py``); the task's levels are the ones that landed in the bands on this
+  machine, and a build whose ladder lacks a band fails with the figures.
 
 Everything is cached under ``$UEC_CACHE_DIR`` (default ``~/.cache/uec-rl``) keyed by the build settings, so a
 second run starts in seconds. ``python -m uec_recipe.demo.build`` builds (or reuses) and prints the paths.
@@ -28,7 +31,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-DATA_SOURCE = "uec_demo/digit_sum"
+from uec_recipe.demo.ladder import Ladder, LadderContract
+
+DATA_SOURCE = "uec_demo/digit_sum"  # training rows; validation rows carry their band: uec_demo/digit_sum/<band>
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 # ChatML, as used by the Qwen2 family; the assistant turn is opened by add_generation_prompt.
 CHAT_TEMPLATE = (
@@ -44,6 +49,7 @@ MAX_LEVEL = 15  # 16 operands
 class DemoSettings:
     """Every setting that changes what gets built (the cache key is a hash of these)."""
 
+    build_version: int = 2  # bumped when the build changes in a way no other setting shows
     seed: int = 7
     vocab_size: int = 400
     hidden_size: int = 128
@@ -55,10 +61,12 @@ class DemoSettings:
     warm_start_batch: int = 64
     warm_start_lr: float = 3e-3
     warm_start_warmup: int = 100
-    train_prompts: int = 2048
-    train_levels: tuple = (6, 7, 8, 9, 10, 11, 12, 13, 14)
-    test_prompts_per_level: int = 16
-    test_levels: tuple = (4, 8, 10, 12, 14)
+    ladder_prompts_per_level: int = 64  # fresh problems per level to measure the ladder on
+    ladder_samples: int = 8  # samples per problem at T = 1 (and one greedy answer)
+    train_prompts: int = 2048  # over the task's levels (chosen from the measured ladder)
+    test_prompts_per_level: int = 16  # validation during training (test.parquet)
+    eval_prompts_per_level: int = 48  # held-out evaluation of the reproduction study (eval.parquet)
+    contract: LadderContract = LadderContract()
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -81,8 +89,16 @@ class DemoArtifacts:
         return self.root / "data" / "test.parquet"
 
     @property
+    def eval_file(self) -> Path:
+        return self.root / "data" / "eval.parquet"
+
+    @property
     def report_file(self) -> Path:
         return self.root / "warm_start.json"
+
+    def ladder(self) -> Ladder:
+        """The difficulty ladder measured when this demo was built."""
+        return Ladder.from_json(json.loads(self.report_file.read_text())["ladder"])
 
 
 def _log(message: str) -> None:
@@ -110,18 +126,27 @@ def answer_text(total: int) -> str:
     return f"#### {total}"
 
 
-def rl_rows(levels, count: int, rng: random.Random, split: str) -> list[dict]:
+def band_data_source(band: str) -> str:
+    """Validation rows name their band in the data source, so verl reports accuracy per band."""
+    return f"{DATA_SOURCE}/{band}"
+
+
+def rl_rows(levels, count: int, rng: random.Random, split: str, bands: dict[int, str] | None = None) -> list[dict]:
+    """``count`` rows cycling over ``levels``; with ``bands`` each row's data source names its level's band."""
     rows = []
     for index in range(count):
         level = levels[index % len(levels)]
         question, total = digit_sum_problem(level, rng)
+        extra = {"split": split, "index": index, "level": level}
+        if bands is not None:
+            extra["band"] = bands[level]
         rows.append(
             {
-                "data_source": DATA_SOURCE,
+                "data_source": DATA_SOURCE if bands is None else band_data_source(bands[level]),
                 "prompt": [{"role": "user", "content": question}],
                 "ability": "math",
                 "reward_model": {"style": "rule", "ground_truth": str(total)},
-                "extra_info": {"split": split, "index": index, "level": level},
+                "extra_info": extra,
             }
         )
     return rows
@@ -233,9 +258,11 @@ def supervised_warm_start(model, settings, next_batch, log=_log) -> dict:
         optimizer.step()
         loss_value = loss.item()
         if step % 100 == 0 or step == settings.warm_start_steps - 1:
+            elapsed = time.time() - started
+            left = elapsed / (step + 1) * (settings.warm_start_steps - step - 1)
             log(
                 f"  warm start step {step + 1}/{settings.warm_start_steps}  loss {loss_value:.4f}"
-                f"  ({time.time() - started:.0f}s)"
+                f"  ({elapsed:.0f}s, about {left:.0f}s left)"
             )
     model.eval()
     return {"final_loss": loss_value, "seconds": round(time.time() - started, 1)}
@@ -267,26 +294,47 @@ def warm_start(model, tokenizer, settings: DemoSettings, log=_log) -> dict:
     return supervised_warm_start(model, settings, next_batch, log)
 
 
-def greedy_accuracy_by_level(model, tokenizer, levels, per_level: int = 32, seed: int = 99) -> dict[int, float]:
-    """Greedy accuracy per level on fresh problems (a quick check that the difficulty ladder exists)."""
+def measure_ladder(model, tokenizer, settings: DemoSettings, seed: int = 99) -> Ladder:
+    """Greedy and sampled (T = 1, no top-k, top_p = 1) accuracy of every level on fresh problems, graded by the
+    training reward, sorted into the bands of ``settings.contract``."""
     import torch
 
+    from uec_recipe.reward import compute_score
+
     rng = random.Random(seed)
-    accuracy = {}
+    torch.manual_seed(seed)
+    greedy, sampled, successes = {}, {}, {}
     tokenizer.padding_side = "left"
-    for level in levels:
-        problems = [digit_sum_problem(level, rng) for _ in range(per_level)]
+    for level in range(1, MAX_LEVEL + 1):
+        problems = [digit_sum_problem(level, rng) for _ in range(settings.ladder_prompts_per_level)]
         prompts = [
             tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
             for q, _ in problems
         ]
         batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        common = {"max_new_tokens": 8, "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
         with torch.no_grad():
-            out = model.generate(**batch, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-        correct = sum(text.strip() == answer_text(total) for text, (_, total) in zip(texts, problems))
-        accuracy[level] = correct / per_level
-    return accuracy
+            first = model.generate(**batch, do_sample=False, **common)
+            drawn = model.generate(
+                **batch,
+                do_sample=True,
+                temperature=1.0,
+                top_k=0,
+                top_p=1.0,
+                num_return_sequences=settings.ladder_samples,
+                **common,
+            )
+        width = batch["input_ids"].shape[1]
+
+        def correct(outputs, repeat):
+            texts = tokenizer.batch_decode(outputs[:, width:], skip_special_tokens=True)
+            totals = [total for _, total in problems for _ in range(repeat)]
+            return sum(compute_score(DATA_SOURCE, text, str(total))["acc"] for text, total in zip(texts, totals))
+
+        greedy[level] = correct(first, 1) / len(problems)
+        successes[level] = int(correct(drawn, settings.ladder_samples))
+        sampled[level] = successes[level] / (len(problems) * settings.ladder_samples)
+    return Ladder(settings.contract, greedy, sampled, successes, len(problems) * settings.ladder_samples)
 
 
 # ---- build with cache ------------------------------------------------------------------------------------------
@@ -308,7 +356,7 @@ def build_cached(artifacts: DemoArtifacts, label: str, build_into, log=_log) -> 
     interrupted build never leaves a half-built entry that a later run would reuse. Returns whether it built.
     """
     root = artifacts.root
-    if artifacts.report_file.exists() and artifacts.train_file.exists() and artifacts.test_file.exists():
+    if all(path.exists() for path in (artifacts.report_file, artifacts.train_file, artifacts.test_file)):
         log(f"[{label}] reusing cached model and data in {root}")
         return False
     log(f"[{label}] building model and data in {root} (cached for later runs)")
@@ -338,27 +386,37 @@ def build_demo(settings: DemoSettings = DemoSettings(), root: Path | None = None
         n_params = sum(p.numel() for p in model.parameters())
         log(f"[demo] policy: Qwen2 architecture, {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}")
         report = warm_start(model, tokenizer, settings, log=log)
-        report["greedy_accuracy_by_level"] = greedy_accuracy_by_level(model, tokenizer, range(1, MAX_LEVEL + 1))
+        log(f"[demo] warm start done in {report['seconds']}s, final loss {report['final_loss']:.4f}")
+        log("[demo] measuring the difficulty ladder (greedy and T = 1 accuracy of every level)")
+        ladder = measure_ladder(model, tokenizer, settings)
+        log(f"[demo] ladder: {ladder.describe()}")
+        ladder.check()  # a ladder without its bands fails the build here, before anything is cached
+        report["ladder"] = ladder.to_json()
         report["parameters"] = n_params
         report["settings"] = asdict(settings)
         model.save_pretrained(staging / "model")
         tokenizer.save_pretrained(staging / "model")
-        rng = random.Random(settings.seed + 2)
-        _write_parquet(
-            rl_rows(settings.train_levels, settings.train_prompts, rng, "train"), staging / "data" / "train.parquet"
-        )
-        test_levels = [lvl for lvl in settings.test_levels for _ in range(settings.test_prompts_per_level)]
-        _write_parquet(rl_rows(test_levels, len(test_levels), rng, "test"), staging / "data" / "test.parquet")
+        write_task_data(ladder, settings, staging / "data")
         (staging / "warm_start.json").write_text(json.dumps(report, indent=2))
 
-    if build_cached(artifacts, "demo", build_into, log):
-        report = json.loads(artifacts.report_file.read_text())
-        ladder = ", ".join(f"L{k}:{v:.2f}" for k, v in report["greedy_accuracy_by_level"].items())
-        log(
-            f"[demo] warm start done in {report['seconds']}s, final loss {report['final_loss']:.4f}; "
-            f"greedy accuracy {ladder}"
-        )
+    build_cached(artifacts, "demo", build_into, log)
+    ladder = artifacts.ladder()
+    log(
+        "[demo] task levels "
+        + ", ".join(f"L{level} {ladder.band_of(level)}" for level in ladder.task_levels())
+        + f" (cached in {artifacts.root})"
+    )
     return artifacts
+
+
+def write_task_data(ladder: Ladder, settings: DemoSettings, data_dir: Path) -> None:
+    """Training, validation and held-out evaluation rows over the task's levels (disjoint random problems)."""
+    levels = ladder.task_levels()
+    rng = random.Random(settings.seed + 2)
+    _write_parquet(rl_rows(levels, settings.train_prompts, rng, "train"), data_dir / "train.parquet")
+    for name, per_level in (("test", settings.test_prompts_per_level), ("eval", settings.eval_prompts_per_level)):
+        ordered = [level for level in levels for _ in range(per_level)]
+        _write_parquet(rl_rows(ordered, len(ordered), rng, name, ladder.bands), data_dir / f"{name}.parquet")
 
 
 def run_cli(description: str, build, argv=None) -> int:
@@ -372,7 +430,10 @@ def run_cli(description: str, build, argv=None) -> int:
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.print_env else _log
     artifacts = build(root=Path(args.root) if args.root else None, log=log)
     if args.print_env:
-        print(f"DEMO_MODEL={artifacts.model_dir}\nDEMO_TRAIN={artifacts.train_file}\nDEMO_TEST={artifacts.test_file}")
+        print(
+            f"DEMO_MODEL={artifacts.model_dir}\nDEMO_TRAIN={artifacts.train_file}\nDEMO_TEST={artifacts.test_file}\n"
+            f"DEMO_REPORT={artifacts.report_file}"
+        )
     else:
         print(f"model: {artifacts.model_dir}\ntrain: {artifacts.train_file}\ntest:  {artifacts.test_file}")
     return 0

@@ -4,7 +4,7 @@ Half of the paper trains Qwen2.5-VL-7B on Geometry3K. This module gives the same
 -> verl's RLHFDataset and processor -> multimodal rollout -> actor forward with ``pixel_values``,
 ``image_grid_thw`` and M-RoPE positions) a model and a task small enough for 2 CPU cores (docs/vlm.md):
 
-* task    a 56x56 picture with 1-9 black squares, one per 14x14 patch cell; a question such as
+* task    a 56x56 picture with 1-12 black squares, one per 14x14 patch cell; a question such as
           ``<image>How many squares are in the image?`` (five phrasings); the answer the count. The rows are
           written in Geometry3K's raw layout (``images``, ``problem``, ``answer``) and converted by data_prep's own
           ``geo3k_train`` / ``geo3k_test`` converters (``--local-dir``), so they carry Geometry3K's data source,
@@ -14,7 +14,10 @@ Half of the paper trains Qwen2.5-VL-7B on Geometry3K. This module gives the same
           tokenizer is demo/build.py's with Qwen-VL's vision tokens and the Qwen2.5-VL chat template;
 * warm start  supervised on ``<think>1 2 ... N</think> \\boxed{N}`` (counting out loud) with count weights
           min(1, 2^-(count-3)), so the policy counts few squares reliably and many rarely: all-correct, mixed and
-          all-wrong groups occur.
+          all-wrong groups occur;
+* ladder  the greedy and sampled accuracy of every count is measured on the built policy and sorted into easy,
+          medium and hard bands (``uec_recipe/demo/ladder.py``); the task's counts are the ones that landed in the
+          bands on this machine, and a build whose ladder lacks a band fails with the figures.
 
 Two CPU-only gaps of this environment are closed here rather than in verl (both are verl extension points):
 
@@ -54,6 +57,7 @@ from uec_recipe.demo.build import (
     run_cli,
     supervised_warm_start,
 )
+from uec_recipe.demo.ladder import Ladder, LadderContract
 
 # Geometry3K's hub id: what data_prep's geo3k converter writes as data_source and uec_recipe/reward.py grades with
 # mathruler. The converter names, as data_prep.prepare knows them:
@@ -66,7 +70,7 @@ QUESTIONS = (
     "What is the number of squares in the picture?",
     "How many squares does the image show?",
 )
-MAX_RESPONSE_TOKENS = 32  # the longest warm-start response (nine squares counted) is 25 tokens with eos
+MAX_RESPONSE_TOKENS = 40  # the longest warm-start response (twelve squares counted) is 35 tokens with eos
 PATCH_SIZE = 14  # Qwen2.5-VL's vision patch; 2x2 patches merge into one language-model token
 MERGE_SIZE = 2
 
@@ -109,12 +113,12 @@ FETCH_MIN_TOKENS, FETCH_MAX_TOKENS, FETCH_MAX_RATIO = 4, 16384, 200
 class VlmSettings:
     """Every setting that changes what gets built (the cache key is a hash of these)."""
 
-    build_version: int = 2  # bumped when the task or the build changes in a way no other setting shows
+    build_version: int = 3  # bumped when the task or the build changes in a way no other setting shows
     seed: int = 11
     image_size: int = 56  # 4x4 patches of 14 pixels -> 4 merged image tokens
     min_pixels: int = 56 * 56
     max_pixels: int = 112 * 112  # a larger image is scaled down to at most 16 image tokens
-    max_count: int = 9
+    max_count: int = 12  # counts past what the warm start teaches make the hard band exist on every CPU
     vocab_size: int = 400  # demo/build.py's BPE size
     hidden_size: int = 64
     intermediate_size: int = 256
@@ -131,10 +135,12 @@ class VlmSettings:
     warm_start_lr: float = 3e-3
     warm_start_warmup: int = 50
     full_weight_counts: int = 3  # counts up to this have weight 1; each further square halves the weight
-    train_prompts: int = 512
-    train_counts: tuple = (4, 5, 6, 7, 8, 9)
-    test_counts: tuple = (2, 4, 6, 8, 9)
+    ladder_prompts_per_count: int = 24  # fresh pictures per count to measure the ladder on
+    ladder_samples: int = 4  # samples per picture at T = 1 (and one greedy answer)
+    train_prompts: int = 512  # over the task's counts (chosen from the measured ladder)
     test_prompts_per_count: int = 8
+    # counting is learnt in a steep curve, so the medium band may hold a single count on some machines
+    contract: LadderContract = LadderContract(min_medium=1)
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -554,11 +560,9 @@ def warm_start(model, encoder: PromptEncoder, settings: VlmSettings, log=_log) -
     return supervised_warm_start(model, settings, next_batch, log)
 
 
-def accuracy_by_count(
-    model, encoder: PromptEncoder, settings: VlmSettings, per_count: int = 16, samples: int = 1, seed: int = 99
-) -> dict[int, float]:
-    """Share of correct answers per count on fresh pictures, graded by the Geometry3K grader of
-    uec_recipe/reward.py: greedy with samples=1, otherwise ``samples`` draws per picture at T=1."""
+def measure_ladder(model, encoder: PromptEncoder, settings: VlmSettings, seed: int = 99) -> Ladder:
+    """Greedy and sampled (T = 1, top_p = 1) accuracy of every count on fresh pictures, graded by the Geometry3K
+    grader of uec_recipe/reward.py, sorted into the bands of ``settings.contract``."""
     import torch
 
     from uec_recipe.reward import compute_score
@@ -566,11 +570,10 @@ def accuracy_by_count(
     rng = random.Random(seed)
     torch.manual_seed(seed)
     data_source = _geo3k_data_source()
-    accuracy = {}
     tokenizer = encoder.tokenizer
-    for count in range(1, settings.max_count + 1):
-        images = [draw_squares(count, rng, settings.image_size) for _ in range(per_count) for _ in range(samples)]
-        prompt = encoder.prompts[count % len(encoder.prompts)]
+    greedy, sampled, successes = {}, {}, {}
+
+    def correct(images, prompt, count, do_sample):
         input_ids = torch.tensor([prompt] * len(images))
         with torch.no_grad():
             out = model.generate(
@@ -579,16 +582,25 @@ def accuracy_by_count(
                 mm_token_type_ids=(input_ids == encoder.image_token_id).long(),
                 **encoder.pixels(images),
                 max_new_tokens=MAX_RESPONSE_TOKENS,
-                do_sample=samples > 1,
-                temperature=1.0 if samples > 1 else None,
+                do_sample=do_sample,
+                temperature=1.0 if do_sample else None,
+                top_k=0 if do_sample else None,
                 top_p=1.0,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )
         texts = tokenizer.batch_decode(out[:, input_ids.shape[1] :], skip_special_tokens=False)
-        scores = [compute_score(data_source, text, str(count))["score"] for text in texts]
-        accuracy[count] = round(sum(scores) / len(scores), 3)
-    return accuracy
+        return sum(compute_score(data_source, text, str(count))["acc"] for text in texts)
+
+    for count in range(1, settings.max_count + 1):
+        pictures = [draw_squares(count, rng, settings.image_size) for _ in range(settings.ladder_prompts_per_count)]
+        prompt = encoder.prompts[count % len(encoder.prompts)]
+        greedy[count] = correct(pictures, prompt, count, False) / len(pictures)
+        repeated = [picture for picture in pictures for _ in range(settings.ladder_samples)]
+        successes[count] = int(correct(repeated, prompt, count, True))
+        sampled[count] = successes[count] / len(repeated)
+    per_count = settings.ladder_prompts_per_count * settings.ladder_samples
+    return Ladder(settings.contract, greedy, sampled, successes, per_count)
 
 
 def _geo3k_data_source() -> str:
@@ -624,8 +636,12 @@ def build_vlm_demo(settings: VlmSettings = VlmSettings(), root: Path | None = No
         lengths = sorted(len(prompt) for prompt in encoder.prompts)
         log(f"[vlm] prompts: {lengths[0]}-{lengths[-1]} tokens incl. 4 image tokens")
         report = warm_start(model, encoder, settings, log=log)
-        report["greedy_accuracy_by_count"] = accuracy_by_count(model, encoder, settings)
-        report["sampled_accuracy_by_count"] = accuracy_by_count(model, encoder, settings, per_count=8, samples=4)
+        log(f"[vlm] warm start done in {report['seconds']}s, final loss {report['final_loss']:.4f}")
+        log("[vlm] measuring the difficulty ladder (greedy and T = 1 accuracy of every count)")
+        ladder = measure_ladder(model, encoder, settings)
+        log(f"[vlm] ladder: {ladder.describe()}")
+        ladder.check()  # a ladder without its bands fails the build here, before anything is cached
+        report["ladder"] = {**ladder.to_json(), "unit": "count"}
         report["parameters"] = n_params
         report["vision_parameters"] = n_vision
         report["prompt_tokens"] = [len(prompt) for prompt in encoder.prompts]
@@ -634,8 +650,9 @@ def build_vlm_demo(settings: VlmSettings = VlmSettings(), root: Path | None = No
         save_model_dir(model, processor, staging / "model")
 
         rng = random.Random(settings.seed + 2)
-        train_counts = [settings.train_counts[i % len(settings.train_counts)] for i in range(settings.train_prompts)]
-        test_counts = [c for c in settings.test_counts for _ in range(settings.test_prompts_per_count)]
+        task_counts = ladder.task_levels()
+        train_counts = [task_counts[i % len(task_counts)] for i in range(settings.train_prompts)]
+        test_counts = [c for c in task_counts for _ in range(settings.test_prompts_per_count)]
         raw = staging / "raw" / "data"
         for split, counts in (("train", train_counts), ("test", test_counts)):
             rows = raw_geometry3k_rows(counts, rng, settings.image_size)
@@ -644,14 +661,12 @@ def build_vlm_demo(settings: VlmSettings = VlmSettings(), root: Path | None = No
         report["build_seconds"] = round(time.time() - started, 1)
         (staging / "warm_start.json").write_text(json.dumps(report, indent=2))
 
-    if not build_cached(artifacts, "vlm", build_into, log):
-        return artifacts
-    report = json.loads(artifacts.report_file.read_text())
-    greedy = ", ".join(f"{k}:{v:.2f}" for k, v in report["greedy_accuracy_by_count"].items())
-    sampled = ", ".join(f"{k}:{v:.2f}" for k, v in report["sampled_accuracy_by_count"].items())
+    build_cached(artifacts, "vlm", build_into, log)
+    ladder = artifacts.ladder()
     log(
-        f"[vlm] warm start done in {report['seconds']}s, final loss {report['final_loss']:.4f}; accuracy by count, "
-        f"greedy {greedy}; T=1 {sampled}"
+        "[vlm] task counts "
+        + ", ".join(f"{count} {ladder.band_of(count)}" for count in ladder.task_levels())
+        + f" (cached in {artifacts.root})"
     )
     return artifacts
 
