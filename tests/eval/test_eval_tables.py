@@ -184,3 +184,43 @@ def test_summary_without_a_grader_is_refused(tmp_path):
     path.write_text(json.dumps(summary))
     with pytest.raises(ValueError, match="lacks 'grader'; it was scored before graders were named.*--grader"):
         tables.build_tables({"methods": {"GRPO": "a"}}, relative_to=tmp_path)
+
+
+def test_seeds_give_mean_and_interval_and_grouped_columns_average_per_seed(tmp_path):
+    # two levels; GRPO over three seeds, base one run
+    write_summary(tmp_path / "base", "l1", 40.0)
+    write_summary(tmp_path / "base", "l2", 10.0)
+    for seed, (l1, l2) in enumerate([(50.0, 20.0), (60.0, 20.0), (70.0, 50.0)], 1):
+        write_summary(tmp_path / f"grpo{seed}", "l1", l1)
+        write_summary(tmp_path / f"grpo{seed}", "l2", l2)
+    runs = {
+        "base": {"label": "Base", "summaries": "base"},
+        "reference": "GRPO",
+        "methods": {"GRPO": {"seeds": ["grpo1", "grpo2", "grpo3"]}},
+        "tables": [
+            {"title": "levels", "benchmarks": ["l1", "l2"]},
+            {"title": "bands", "benchmarks": ["l1", "l2"], "columns": {"hard": ["l2"], "both": ["l1", "l2"]}},
+            {"title": "pass", "benchmarks": ["l2"], "kind": "passk"},
+        ],
+    }
+    levels, bands, passk = tables.build_tables(runs, relative_to=tmp_path)
+    grpo = rows_by_label(levels)["GRPO"]
+    # l1: seeds 50, 60, 70 -> 60.00 ± 4.3027 * 10 / sqrt(3) = 24.84
+    assert grpo["l1"] == "**60.00 ± 24.84**"
+    # Average per seed: 35, 40, 60 -> mean 45.00, sd 13.229, half-width 32.86
+    assert grpo["Average"] == "**45.00 ± 32.86**"
+    assert rows_by_label(levels)["Base"]["Average"] == "25.00"
+    assert any("Seeds per row: Base 1, GRPO 3" in note for note in levels.notes)
+    assert rows_by_label(bands)["GRPO"]["hard"] == "**30.00 ± 43.03**"  # 20, 20, 50
+    assert rows_by_label(bands)["GRPO"]["both"] == grpo["Average"]
+    assert passk.header[0] == "Method" and "±" in rows_by_label(passk)["GRPO"]["pass@1"]
+
+
+def test_seeds_evaluated_differently_are_refused(tmp_path):
+    write_summary(tmp_path / "s1", "l1", 50.0)
+    write_summary(tmp_path / "s2", "l1", 50.0, settings={**SETTINGS, "n": 4})
+    with pytest.raises(ValueError, match="different settings"):
+        tables.build_tables({"methods": {"GRPO": {"seeds": ["s1", "s2"]}}}, relative_to=tmp_path)
+    write_summary(tmp_path / "s3", "l2", 50.0)
+    with pytest.raises(ValueError, match="covers benchmarks"):
+        tables.build_tables({"methods": {"GRPO": {"seeds": ["s1", "s3"]}}}, relative_to=tmp_path)

@@ -10,10 +10,15 @@ runs.yaml (or .json) names where each method's summaries are (a summary.json, or
     methods:
       GRPO: evals/grpo
       DAPO: evals/dapo
-      UEC-RL: evals/uec
+      UEC-RL: {seeds: [evals/uec-s1, evals/uec-s2, evals/uec-s3]}   # several seeds: mean ± 95% interval
     tables:                                                 # optional; default below
       - {title: Geometry3K, benchmarks: [geometry3k]}
       - {title: Text math, benchmarks: [aime24, math500, gsm8k]}
+      - {title: By band, benchmarks: [l1, l2, l3], columns: {easy: [l1], hard: [l2, l3]}}   # grouped columns
+      - {title: pass@k on the hard levels, kind: passk, benchmarks: [l2, l3]}
+
+A row with ``seeds`` shows the mean over its seeds with the 95 % t-interval (uec_recipe/eval/stats.py); grouped
+columns and the Average are computed per seed first (the mean over the group's benchmarks), then over seeds.
 
 Default tables: a Geometry3K table (benchmarks named geo3k* or geometry3k*), one over the other vision benchmarks
 (MathVista, MathVerse, MATH-Vision, We-Math by data_prep's names) and one over the text benchmarks, each with the
@@ -30,6 +35,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from uec_recipe.eval.stats import Estimate, mean_ci
 
 # Benchmark names as data_prep writes them (geo3k_test.parquet -> "geo3k_test"), for the default table layout.
 GEOMETRY_PREFIXES = ("geo3k", "geometry3k")
@@ -112,6 +119,31 @@ def read_summaries(spec: str | Sequence[str], relative_to: Path) -> dict[str, di
     return by_benchmark
 
 
+def read_seeds(spec: Any, relative_to: Path) -> dict[str, dict[str, Any]]:
+    """A method's summaries: plain (one run) or ``{seeds: [run, run, ...]}``, merged per benchmark.
+
+    Each benchmark's summary gets ``per_seed``: the summary of every seed, in order. Seeds must agree on how they
+    were evaluated (n, temperature, top_p, grader, image settings) and cover the same benchmarks.
+    """
+    if isinstance(spec, dict):
+        if "seeds" not in spec or not spec["seeds"]:
+            raise ValueError(f"a method given as a mapping needs a non-empty 'seeds' list, got {spec!r}")
+        seeds = [read_summaries(one, relative_to) for one in spec["seeds"]]
+    else:
+        seeds = [read_summaries(spec, relative_to)]
+    benchmarks = set(seeds[0])
+    for i, by in enumerate(seeds[1:], 2):
+        if set(by) != benchmarks:
+            raise ValueError(f"seed {i} covers benchmarks {sorted(by)}, seed 1 covers {sorted(benchmarks)}")
+    merged = {}
+    for bench in sorted(benchmarks):
+        per_seed = [by[bench] for by in seeds]
+        if len({_settings_of(s) for s in per_seed}) > 1:
+            raise ValueError(f"{bench}: the seeds of one method were evaluated with different settings")
+        merged[bench] = {**per_seed[0], "per_seed": per_seed}
+    return merged
+
+
 def collect(runs: Mapping[str, Any], relative_to: Path) -> tuple[str | None, dict[str, dict[str, dict[str, Any]]]]:
     """(base row label or None, {row label: {benchmark: summary}}) with the base row first."""
     results: dict[str, dict[str, dict[str, Any]]] = {}
@@ -122,12 +154,25 @@ def collect(runs: Mapping[str, Any], relative_to: Path) -> tuple[str | None, dic
         if spec is None:
             raise ValueError("base needs 'summaries' (a path or list of paths)")
         base_label = base.get("label", "Base model") if isinstance(base, dict) else "Base model"
-        results[base_label] = read_summaries(spec, relative_to)
+        results[base_label] = read_seeds(spec, relative_to)
     for method, spec in runs["methods"].items():
         if method in results:
             raise ValueError(f"method name {method!r} collides with the base row's label")
-        results[method] = read_summaries(spec, relative_to)
+        results[method] = read_seeds(spec, relative_to)
     return base_label, results
+
+
+def seed_values(summary: dict[str, Any], key: str = "avg@n", k: str | None = None) -> list[float]:
+    """A summary's value per seed: ``avg@n``, or ``pass@k`` at ``k``."""
+    seeds = summary.get("per_seed", [summary])
+    return [float(s[key][k]) if k is not None else float(s[key]) for s in seeds]
+
+
+def column_estimate(by: Mapping[str, dict[str, Any]], benchmarks: Sequence[str], key="avg@n", k=None) -> Estimate:
+    """Mean over ``benchmarks`` per seed, then mean and interval over seeds."""
+    per_bench = [seed_values(by[b], key, k) for b in benchmarks]
+    per_seed = [sum(values) / len(values) for values in zip(*per_bench, strict=True)]
+    return mean_ci(per_seed)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -188,73 +233,104 @@ def _bold_best(cells: list[list[float | None]]) -> list[set[int]]:
     return best
 
 
+def _seed_note(results: Mapping[str, Mapping[str, dict[str, Any]]]) -> list[str]:
+    seeds = {label: len(next(iter(by.values())).get("per_seed", [None])) for label, by in results.items() if by}
+    if all(count == 1 for count in seeds.values()):
+        return []
+    counts = ", ".join(f"{label} {count}" for label, count in seeds.items())
+    return [
+        f"Seeds per row: {counts}. A cell with several seeds is their mean ± the half-width of its 95% t-interval "
+        "(Student's t with seeds - 1 degrees of freedom; wide with 2-3 seeds); a single-seed cell has no interval."
+    ]
+
+
+def _cell(estimate: Estimate | None, bold: bool = False) -> str:
+    if estimate is None:
+        return "-"
+    text = f"{100.0 * estimate.mean:.2f}"
+    if estimate.half_width is not None:
+        text += f" ± {100.0 * estimate.half_width:.2f}"
+    return f"**{text}**" if bold else text
+
+
 def accuracy_table(
     title: str,
     results: Mapping[str, Mapping[str, dict[str, Any]]],
     benchmarks: Sequence[str],
     base_label: str | None,
     reference: str | None,
+    columns: Mapping[str, Sequence[str]] | None = None,
 ) -> Table:
-    """Rows = base model then methods; columns = benchmarks (+ Average if several) (+ relative improvement).
+    """Rows = base model then methods; columns = benchmarks, or named groups of benchmarks (``columns``), then the
+    Average if there are several, then the relative improvement over the reference.
 
     Rows without any of these benchmarks are left out (e.g. a VLM base model in the text table).
     """
     results = {label: by for label, by in results.items() if any(b in by for b in benchmarks)}
     labels = list(results)
-    cells = [[100.0 * by[b]["avg@n"] if b in by else None for b in benchmarks] for by in (results[r] for r in labels)]
-    header = ["Method", *benchmarks]
-    if len(benchmarks) > 1:
-        header.append("Average")
-        for row in cells:
-            row.append(sum(row) / len(row) if None not in row else None)
-    notes = _settings_notes(results, benchmarks)
-    if len(benchmarks) > 1:
-        notes.append("Average: unweighted mean over the benchmark columns.")
-    best = _bold_best(cells)
+    groups = dict(columns) if columns else {b: [b] for b in benchmarks}
+    if len(groups) > 1:
+        groups["Average"] = list(benchmarks)
+
+    def estimate(by, members):
+        return column_estimate(by, members) if all(m in by for m in members) else None
+
+    estimates = [[estimate(results[label], members) for members in groups.values()] for label in labels]
+    header = ["Method", *groups]
+    notes = _settings_notes(results, benchmarks) + _seed_note(results)
+    if columns:
+        notes += [f"{name}: mean over {', '.join(members)}." for name, members in columns.items()]
+    if len(groups) > 1:
+        notes.append("Average: unweighted mean over the benchmark columns, per seed.")
+    means = [[None if e is None else e.mean for e in row] for row in estimates]
+    best = _bold_best(means)
     rows = [
-        [label, *(_fmt(v, bold=i in best[j]) for j, v in enumerate(row))]
-        for i, (label, row) in enumerate(zip(labels, cells, strict=True))
+        [label, *(_cell(e, bold=i in best[j]) for j, e in enumerate(row))]
+        for i, (label, row) in enumerate(zip(labels, estimates, strict=True))
     ]
 
     if base_label in results and reference in results:
         compared = header[-1]  # the single benchmark, or the Average
-        base_value = cells[labels.index(base_label)][-1]
-        reference_value = cells[labels.index(reference)][-1]
+        base_value = means[labels.index(base_label)][-1]
+        reference_value = means[labels.index(reference)][-1]
         header.append(f"Rel. impr. over {reference}")
-        for label, row, cell_row in zip(labels, rows, cells, strict=True):
-            value = cell_row[-1]
+        for label, row, mean_row in zip(labels, rows, means, strict=True):
+            value = mean_row[-1]
             if label == base_label or None in (value, base_value, reference_value) or reference_value == base_value:
                 row.append("-")
             else:
                 row.append(f"{100.0 * relative_improvement(value, base_value, reference_value):+.1f}%")
-        notes.append(RELATIVE_IMPROVEMENT_DEFINITION.format(ref=reference, col=compared))
+        notes.append(RELATIVE_IMPROVEMENT_DEFINITION.format(ref=reference, col=compared) + " On means over seeds.")
     return Table(title=title, header=header, rows=rows, notes=notes)
 
 
-def passk_table(benchmark: str, results: Mapping[str, Mapping[str, dict[str, Any]]]) -> Table:
-    """Rows = methods with this benchmark; columns = pass@k for the k every row has (powers of two <= min n)."""
-    labels = [label for label, by in results.items() if benchmark in by]
-    common = set.intersection(*(set(results[label][benchmark]["pass@k"]) for label in labels))
+def passk_table(
+    benchmark: str | Sequence[str], results: Mapping[str, Mapping[str, dict[str, Any]]], title: str | None = None
+) -> Table:
+    """Rows = methods with these benchmarks; columns = pass@k for the k every row has (powers of two <= min n).
+
+    Several benchmarks: pass@k averaged over them per seed (equal weight per benchmark).
+    """
+    benchmarks = [benchmark] if isinstance(benchmark, str) else list(benchmark)
+    labels = [label for label, by in results.items() if all(b in by for b in benchmarks)]
+    common = set.intersection(*(set(results[label][b]["pass@k"]) for label in labels for b in benchmarks))
     ks = sorted(common, key=int)
-    cells = [[100.0 * results[label][benchmark]["pass@k"][k] for k in ks] for label in labels]
-    best = _bold_best(cells)
+    estimates = [[column_estimate(results[label], benchmarks, "pass@k", k) for k in ks] for label in labels]
+    best = _bold_best([[e.mean for e in row] for row in estimates])
     rows = [
-        [label, *(_fmt(v, bold=i in best[j]) for j, v in enumerate(row))]
-        for i, (label, row) in enumerate(zip(labels, cells, strict=True))
+        [label, *(_cell(e, bold=i in best[j]) for j, e in enumerate(row))]
+        for i, (label, row) in enumerate(zip(labels, estimates, strict=True))
     ]
-    notes = _settings_notes({label: results[label] for label in labels}, [benchmark])
+    chosen = {label: results[label] for label in labels}
+    notes = _settings_notes(chosen, benchmarks) + _seed_note(chosen)
+    if len(benchmarks) > 1:
+        notes.append(f"Averaged over {', '.join(benchmarks)} (equal weight), per seed.")
     notes.append(
         "pass@k: unbiased estimator 1 - C(n-c,k)/C(n,k) of Chen et al. 2021 (arXiv 2107.03374), averaged over "
         "problems; not verl's best@k bootstrap."
     )
-    return Table(title=f"pass@k on {benchmark}", header=["Method", *(f"pass@{k}" for k in ks)], rows=rows, notes=notes)
-
-
-def _fmt(value: float | None, bold: bool = False) -> str:
-    if value is None:
-        return "-"
-    text = f"{value:.2f}"
-    return f"**{text}**" if bold else text
+    title = title or f"pass@k on {', '.join(benchmarks)}"
+    return Table(title=title, header=["Method", *(f"pass@{k}" for k in ks)], rows=rows, notes=notes)
 
 
 def default_table_specs(benchmarks: Sequence[str]) -> list[dict[str, Any]]:
@@ -276,14 +352,24 @@ def build_tables(runs: Mapping[str, Any], relative_to: Path = Path(".")) -> list
     if reference not in runs["methods"]:
         reference = None  # no reference row, so no relative-improvement column
     all_benchmarks = sorted({b for by in results.values() for b in by})
-    specs = runs.get("tables") or default_table_specs(all_benchmarks)
+    explicit = runs.get("tables")
+    specs = explicit or default_table_specs(all_benchmarks)
     tables = []
     for spec in specs:
         unknown = [b for b in spec["benchmarks"] if b not in all_benchmarks]
         if unknown:
             raise ValueError(f"table {spec['title']!r} names benchmark(s) {unknown} that no summary has")
-        tables.append(accuracy_table(spec["title"], results, spec["benchmarks"], base_label, reference))
-    tables.extend(passk_table(b, results) for b in all_benchmarks)
+        if spec.get("kind", "accuracy") == "passk":
+            tables.append(passk_table(spec["benchmarks"], results, spec["title"]))
+            continue
+        columns = spec.get("columns")
+        if columns:
+            outside = sorted({b for members in columns.values() for b in members} - set(spec["benchmarks"]))
+            if outside:
+                raise ValueError(f"table {spec['title']!r}: columns use benchmark(s) {outside} not in its benchmarks")
+        tables.append(accuracy_table(spec["title"], results, spec["benchmarks"], base_label, reference, columns))
+    if not explicit:
+        tables.extend(passk_table(b, results) for b in all_benchmarks)
     return tables
 
 

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The CPU reproduction study: GRPO, DAPO, KL-Cov, Entropy-Adv, UEC-RL and its ablations, several seeds each, through
+# the real verl trainer on the demo task; each final policy sampled on the held-out levels; tables, curves and
+# DIR/report.md built from them (uec_recipe/study.py, uec_recipe/study_report.py; docs/results.md reads one).
+#   bash run_scripts/reproduce_cpu.sh [--quick] [--seeds N] [--other-seeds N] [--steps N] [--methods a,b] [--out DIR]
+# Resumable: rerun the same command and finished runs are skipped. --quick: one seed of GRPO and UEC-RL, fewer steps.
+set -euo pipefail
+
+# Read whole before running (see quickstart_cpu.sh): editing the file during a long study cannot change it.
+main() {
+  ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  OUT="$ROOT/outputs/study"
+  ARGS=()
+  usage() {
+    echo "usage: bash run_scripts/reproduce_cpu.sh [--quick] [--seeds N] [--other-seeds N] [--steps N]" \
+      "[--methods a,b] [--out DIR]" >&2
+    exit 2
+  }
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --quick) ARGS+=(--quick); shift ;;
+      --seeds|--other-seeds|--steps|--methods)
+        [ $# -ge 2 ] || usage; ARGS+=("$1" "$2"); shift 2 ;;
+      --out) [ $# -ge 2 ] || usage; OUT="$2"; shift 2 ;;
+      -h|--help) usage ;;
+      *) echo "unknown argument: $1" >&2; usage ;;
+    esac
+  done
+  case "$OUT" in --*) echo "--out needs a directory, got '$OUT'" >&2; exit 2 ;; esac
+  COMMAND="bash run_scripts/reproduce_cpu.sh ${ARGS[*]+"${ARGS[*]}"} --out $OUT"
+
+  source "$ROOT/run_scripts/setup_env.sh"
+  source "$ROOT/run_scripts/cpu_overrides.sh"   # exports the CPU platform's environment for every run
+  eval "$("$PY" -m uec_recipe.demo.build --print-env)"
+  export DEMO_MODEL DEMO_TRAIN DEMO_TEST DEMO_REPORT
+  mkdir -p "$OUT"
+  OUT="$(cd "$OUT" && pwd)"
+  "$PY" -m uec_recipe.study run --out "$OUT" "${ARGS[@]+"${ARGS[@]}"}"
+  "$PY" -m uec_recipe.study report --out "$OUT" --command-line "$COMMAND" > /dev/null
+  echo "[study] wrote $OUT/report.md (tables, intervals, costs) and $OUT/figures/"
+}
+
+main "$@"; exit

@@ -1,0 +1,402 @@
+"""The CPU reproduction study: every method, several seeds, the same trainer and data; evaluated and reported.
+
+    python -m uec_recipe.study run    --out DIR [--quick] [--seeds N] [--other-seeds N] [--steps N] [--methods a,b]
+    python -m uec_recipe.study report --out DIR
+
+``run_scripts/reproduce_cpu.sh`` sets up the environment and calls both. Each training run is the real verl
+trainer (``python -m uec_recipe.main_uec``) with the CPU, demo and study overrides of ``run_scripts/`` plus its
+method preset; it saves the final policy, which ``uec_recipe.eval.sample`` then samples n times per held-out
+problem, one benchmark per difficulty level of the demo's ladder. A run whose ``done.json`` exists is skipped, so
+an interrupted study resumes where it stopped. ``report`` builds the tables with ``uec_recipe.eval.tables``, the
+curves with ``uec_recipe.eval.curves`` and writes ``DIR/report.md`` (docs/results.md reads one such report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "run_scripts"
+
+
+@dataclass(frozen=True)
+class Method:
+    label: str  # the row name in tables and figures
+    preset: str  # algo=<preset> (uec_recipe/config/algo/)
+    overrides: tuple[str, ...] = ()  # hydra overrides on top of the preset
+    group: str = "main"  # main | ablation | plus: which table the method belongs to
+
+
+METHODS: dict[str, Method] = {
+    "grpo": Method("GRPO", "grpo"),
+    # DAPO's soft overlong penalty needs a buffer shorter than the demo's 16-token responses (quickstart does the same)
+    "dapo": Method("DAPO", "dapo", ("reward.reward_kwargs.overlong_buffer_cfg.len=4",)),
+    "kl_cov": Method("KL-Cov", "kl_cov"),
+    "entropy_adv": Method("Entropy-Adv", "entropy_adv"),
+    "uec": Method("UEC-RL", "uec"),
+    "uec_no_exploration": Method("w/o exploration", "uec", ("uec.exploration.enable=false",), "ablation"),
+    "uec_no_replay": Method("w/o replay", "uec", ("uec.replay.enable=false",), "ablation"),
+    "uec_no_retention": Method("w/o selective retention", "uec", ("uec.retention.enable=false",), "ablation"),
+}
+CORE = ("grpo", "uec")  # the methods the claims are about: at least 3 seeds each
+QUICK_METHODS = CORE
+DEFAULT_STEPS, QUICK_STEPS = 80, 30
+EVAL = {"n": 16, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 16}  # sampling of the held-out evaluation
+SEED_BASE = 1000  # seed k of a study uses 1000 + k everywhere a seed is set
+
+
+def register_method(name: str, method: Method) -> None:
+    """Add a method to the study (the uec_plus options register themselves this way)."""
+    METHODS[name] = method
+
+
+# ---- planning ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    method: str
+    seed: int  # 1-based seed index within the study
+    steps: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}/seed{self.seed}"
+
+
+def plan(methods: Sequence[str], seeds: int, other_seeds: int, steps: int) -> list[RunSpec]:
+    """Seed-major order: every method's first seed before any second seed, so a partial study compares methods."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
+    if seeds < 1 or other_seeds < 1 or steps < 1:
+        raise ValueError("--seeds, --other-seeds and --steps must be >= 1")
+    count = {m: seeds if m in CORE else other_seeds for m in methods}
+    return [RunSpec(m, k, steps) for k in range(1, max(count.values()) + 1) for m in methods if k <= count[m]]
+
+
+# ---- the overrides the shell scripts define ------------------------------------------------------------------
+
+
+def shell_array(files: Sequence[str], name: str, env: dict | None = None) -> list[str]:
+    """A bash array defined by sourcing run_scripts files (the single place those overrides live)."""
+    sources = " && ".join(f'source "{SCRIPTS / f}"' for f in files)
+    script = f'ROOT="{REPO}"; {sources} && printf "%s\\0" "${{{name}[@]}}"'
+    out = subprocess.run(["bash", "-c", script], capture_output=True, env=env or os.environ, check=True).stdout
+    return [item.decode() for item in out.split(b"\0") if item]
+
+
+@dataclass
+class Demo:
+    model: Path
+    train: Path
+    test: Path
+    eval: Path
+    report: Path
+
+    @classmethod
+    def from_env(cls) -> "Demo":
+        paths = {key: os.environ.get(f"DEMO_{key.upper()}") for key in ("model", "train", "test", "report")}
+        missing = [f"DEMO_{k.upper()}" for k, v in paths.items() if not v]
+        if missing:
+            raise SystemExit(
+                f"error: {', '.join(missing)} not set: run the study through run_scripts/reproduce_cpu.sh, which "
+                "builds the demo and exports them"
+            )
+        paths = {k: Path(v) for k, v in paths.items()}
+        return cls(eval=paths["train"].parent / "eval.parquet", **paths)
+
+
+def split_eval_by_level(demo: Demo, out: Path) -> list[Path]:
+    """The held-out set as one parquet per level, named L05-easy etc.: one benchmark per rung of the ladder."""
+    import pandas as pd
+
+    from uec_recipe.demo.ladder import Ladder
+
+    ladder = Ladder.from_json(json.loads(demo.report.read_text())["ladder"])
+    frame = pd.read_parquet(demo.eval)
+    levels = [extra["level"] for extra in frame["extra_info"]]
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for level in sorted(set(levels)):
+        path = out / f"L{level:02d}-{ladder.band_of(level)}.parquet"
+        if not path.exists():
+            rows = frame[[lv == level for lv in levels]].reset_index(drop=True)
+            tmp = path.with_suffix(".tmp")
+            rows.to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+        files.append(path)
+    return files
+
+
+# ---- one run ---------------------------------------------------------------------------------------------------
+
+
+def seed_overrides(seed: int) -> list[str]:
+    value = SEED_BASE + seed
+    return [
+        f"data.seed={value}",
+        f"actor_rollout_ref.rollout.seed={value}",
+        f"actor_rollout_ref.actor.data_loader_seed={value}",
+        f"uec.seed={value}",
+    ]
+
+
+def train_command(spec: RunSpec, demo: Demo, run_dir: Path, base_overrides: Sequence[str]) -> list[str]:
+    method = METHODS[spec.method]
+    return [
+        sys.executable,
+        "-m",
+        "uec_recipe.main_uec",
+        f"algo={method.preset}",
+        *base_overrides,
+        f"actor_rollout_ref.model.path={demo.model}",
+        f"data.train_files={demo.train}",
+        f"data.val_files={demo.test}",
+        f"trainer.total_training_steps={spec.steps}",
+        "trainer.test_freq=-1",
+        "trainer.val_before_train=False",
+        # the final policy, with a plain HF copy for the evaluation
+        f"trainer.save_freq={spec.steps}",
+        "actor_rollout_ref.actor.checkpoint.save_contents=[model,hf_model]",
+        f"trainer.experiment_name=study-{spec.method}-seed{spec.seed}",
+        f"trainer.default_local_dir={run_dir / 'checkpoints'}",
+        *seed_overrides(spec.seed),
+        *method.overrides,
+    ]
+
+
+def eval_command(model: Path, files: Sequence[Path], out: Path, seed: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uec_recipe.eval.sample",
+        "--model",
+        str(model),
+        "--data",
+        *map(str, files),
+        "--out",
+        str(out),
+        "--n",
+        str(EVAL["n"]),
+        "--temperature",
+        str(EVAL["temperature"]),
+        "--top-p",
+        str(EVAL["top_p"]),
+        "--max-new-tokens",
+        str(EVAL["max_new_tokens"]),
+        "--backend",
+        "hf",
+        "--batch-size",
+        "64",
+        "--seed",
+        str(SEED_BASE + seed),
+    ]
+
+
+def _run_logged(command: Sequence[str], log: Path, env: dict) -> None:
+    with open(log, "w") as stream:
+        result = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, env=env)
+    if result.returncode != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
+        raise RuntimeError(f"{command[2]} failed (exit {result.returncode}); the end of {log}:\n{tail}")
+
+
+def run_one(spec: RunSpec, demo: Demo, out: Path, eval_files: Sequence[Path], base_overrides: Sequence[str]) -> dict:
+    run_dir = out / "runs" / spec.method / f"seed{spec.seed}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # an unfinished run starts over: verl's file logger would append to it
+    run_dir.mkdir(parents=True)
+    env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(run_dir / "metrics.jsonl")}
+    started = time.time()
+    command = train_command(spec, demo, run_dir, base_overrides)
+    (run_dir / "command.txt").write_text(" ".join(command) + "\n")
+    _run_logged(command, run_dir / "train.log", env)
+    trained = time.time()
+    _run_logged(
+        eval_command(run_dir / "checkpoints", eval_files, run_dir / "eval", spec.seed), run_dir / "eval.log", env
+    )
+    record = {
+        **asdict(spec),
+        "label": METHODS[spec.method].label,
+        "preset": METHODS[spec.method].preset,
+        "overrides": list(METHODS[spec.method].overrides),
+        "code": code_version(),
+        "train_seconds": round(trained - started, 1),
+        "eval_seconds": round(time.time() - trained, 1),
+    }
+    (run_dir / "done.json").write_text(json.dumps(record, indent=2))
+    return record
+
+
+def evaluate_base(demo: Demo, out: Path, eval_files: Sequence[Path]) -> None:
+    """The warm-started policy before any RL: the tables' base row (seed 1's sampling seed)."""
+    base = out / "runs" / "base"
+    if (base / "done.json").exists():
+        return
+    base.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    _run_logged(eval_command(demo.model, eval_files, base / "eval", 1), base / "eval.log", dict(os.environ))
+    (base / "done.json").write_text(json.dumps({"eval_seconds": round(time.time() - started, 1)}))
+
+
+def code_version() -> dict:
+    """Which code trained a run: the checkout's commit and whether it had uncommitted changes."""
+
+    def git(*args):
+        result = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"path": str(REPO), "commit": git("rev-parse", "HEAD"), "uncommitted_changes": bool(status)}
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+@dataclass
+class Progress:
+    """Run i of n, elapsed time, and the time left estimated from the runs finished so far (per method family)."""
+
+    total: int
+    started: float = field(default_factory=time.time)
+    durations: dict[str, list[float]] = field(default_factory=dict)
+
+    @staticmethod
+    def family(method: str) -> str:
+        return "uec" if METHODS[method].preset.startswith("uec") else "baseline"
+
+    def record(self, method: str, seconds: float) -> None:
+        self.durations.setdefault(self.family(method), []).append(seconds)
+
+    def estimate_left(self, remaining: Sequence[RunSpec]) -> float | None:
+        everything = [d for ds in self.durations.values() for d in ds]
+        if not everything:
+            return None
+        overall = sum(everything) / len(everything)
+
+        def mean(method):
+            ds = self.durations.get(self.family(method))
+            return sum(ds) / len(ds) if ds else overall
+
+        return sum(mean(spec.method) for spec in remaining)
+
+    def line(self, index: int, spec: RunSpec, remaining: Sequence[RunSpec]) -> str:
+        left = self.estimate_left(remaining)
+        eta = "estimating the time left after the first run" if left is None else f"about {_clock(left)} left"
+        return (
+            f"[study] run {index}/{self.total}: {METHODS[spec.method].label} seed {spec.seed} ({spec.steps} steps) | "
+            f"elapsed {_clock(time.time() - self.started)} | {eta}"
+        )
+
+
+def run_study(out: Path, specs: Sequence[RunSpec], demo: Demo) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    base_overrides = shell_array(["cpu_overrides.sh", "demo_overrides.sh", "study_overrides.sh"], "STUDY_OVERRIDES")
+    previous = out / "study.json"
+    if previous.exists():
+        earlier = json.loads(previous.read_text())
+        same = earlier["overrides"] == base_overrides and {r["steps"] for r in earlier["runs"]} == {specs[0].steps}
+        if not same and any((out / "runs").glob("*/seed*/done.json")):
+            raise SystemExit(
+                f"error: {out} holds runs made with other settings (steps or run_scripts/study_overrides.sh); "
+                "finished runs are reused only with identical settings: use another --out"
+            )
+    (out / "study.json").write_text(
+        json.dumps(
+            {
+                "runs": [asdict(s) for s in specs],
+                "overrides": base_overrides,
+                "eval": EVAL,
+                "demo": {k: str(v) for k, v in asdict(demo).items()},
+            },
+            indent=2,
+        )
+    )
+    eval_files = split_eval_by_level(demo, out / "eval_data")
+    print(f"[study] held-out evaluation: {', '.join(f.stem for f in eval_files)}; {EVAL}", flush=True)
+    evaluate_base(demo, out, eval_files)
+    todo = [s for s in specs if not (out / "runs" / s.method / f"seed{s.seed}" / "done.json").exists()]
+    done = len(specs) - len(todo)
+    if done:
+        print(f"[study] {done} of {len(specs)} runs already finished in {out}: skipped", flush=True)
+    progress = Progress(total=len(specs))
+    for offset, spec in enumerate(todo):
+        print(progress.line(done + offset + 1, spec, todo[offset:]), flush=True)
+        record = run_one(spec, demo, out, eval_files, base_overrides)
+        progress.record(spec.method, record["train_seconds"] + record["eval_seconds"])
+        print(
+            f"[study]   finished in {_clock(record['train_seconds'] + record['eval_seconds'])} "
+            f"(training {record['train_seconds']:.0f}s, evaluation {record['eval_seconds']:.0f}s)",
+            flush=True,
+        )
+    print(f"[study] all {len(specs)} runs finished in {out} ({_clock(time.time() - progress.started)})", flush=True)
+
+
+# ---- command line ------------------------------------------------------------------------------------------------
+
+
+def machine_description() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m uec_recipe.study", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train and evaluate every run not finished yet")
+    run.add_argument("--out", required=True)
+    run.add_argument("--quick", action="store_true", help=f"one seed, {' vs '.join(QUICK_METHODS)}, fewer steps")
+    run.add_argument("--seeds", type=int, help="seeds of GRPO and UEC-RL (default 3; --quick 1)")
+    run.add_argument("--other-seeds", type=int, help="seeds of every other method (default 2; --quick 1)")
+    run.add_argument(
+        "--steps", type=int, help=f"training steps per run (default {DEFAULT_STEPS}; --quick {QUICK_STEPS})"
+    )
+    run.add_argument("--methods", help=f"comma-separated subset of: {', '.join(METHODS)}")
+    report = sub.add_parser("report", help="tables, figures and report.md from the finished runs")
+    report.add_argument("--out", required=True)
+    report.add_argument("--command-line", default="", help="the study command, quoted in the report")
+    args = parser.parse_args(argv)
+
+    out = Path(args.out).resolve()
+    if args.command == "report":
+        from uec_recipe.study_report import write_report
+
+        write_report(out, args.command_line)
+        return 0
+    quick = args.quick
+    methods = args.methods.split(",") if args.methods else list(QUICK_METHODS if quick else METHODS)
+    seeds = args.seeds or (1 if quick else 3)
+    other = args.other_seeds or (1 if quick else 2)
+    steps = args.steps or (QUICK_STEPS if quick else DEFAULT_STEPS)
+    try:
+        specs = plan(methods, seeds, other, steps)
+    except ValueError as error:
+        parser.error(str(error))
+    print(f"[study] {len(specs)} runs ({', '.join(methods)}; {seeds} seed(s) for GRPO and UEC-RL, {other} for "
+          f"the others; {steps} steps each) on {machine_description()}", flush=True)  # fmt: skip
+    run_study(out, specs, Demo.from_env())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
