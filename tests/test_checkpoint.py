@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from uec_recipe.checkpoint import read_state, write_atomically
+from uec_recipe.checkpoint import STATE_VERSION, read_state, write_atomically
 
 WRITER = r"""
 import sys, time, torch
@@ -22,13 +22,13 @@ def stalling_save(payload, stream):
     time.sleep(600)            # ...and the process dies here
 
 checkpoint.torch.save = stalling_save
-checkpoint.write_atomically(sys.argv[1], {"version": 1, "global_steps": 99})
+checkpoint.write_atomically(sys.argv[1], {"version": checkpoint.STATE_VERSION, "global_steps": 99})
 """
 
 
 def test_kill_during_write_keeps_the_previous_state(tmp_path):
     target = tmp_path / "global_step_2" / "uec_state.pt"
-    write_atomically(target, {"version": 1, "global_steps": 2, "batch_buffer": []})
+    write_atomically(target, {"version": STATE_VERSION, "global_steps": 2, "buffers": {}})
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(target)])
     deadline = time.time() + 60
     while not any(p.name.endswith(".tmp") and p.stat().st_size > 0 for p in target.parent.iterdir()):
@@ -49,3 +49,22 @@ def test_missing_state_reads_as_none_and_wrong_version_is_refused(tmp_path):
         assert "version 999" in str(error)
     else:
         raise AssertionError("a state of another version must not load")
+
+
+class RunsCode:
+    """An object whose unpickling would run code (what weights_only=True loading refuses)."""
+
+    def __reduce__(self):
+        return (os.system, ("touch ran",))
+
+
+def test_state_loads_without_running_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"version": STATE_VERSION, "payload": RunsCode()}, tmp_path / "evil.pt")
+    try:
+        read_state(tmp_path / "evil.pt")
+    except ValueError as error:
+        assert "weights_only=True" in str(error)
+    else:
+        raise AssertionError("a state that names code must not load")
+    assert not (tmp_path / "ran").exists()

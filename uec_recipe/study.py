@@ -47,17 +47,16 @@ METHODS: dict[str, Method] = {
     "uec_no_exploration": Method("w/o exploration", "uec", ("uec.exploration.enable=false",), "ablation"),
     "uec_no_replay": Method("w/o replay", "uec", ("uec.replay.enable=false",), "ablation"),
     "uec_no_retention": Method("w/o selective retention", "uec", ("uec.retention.enable=false",), "ablation"),
+    # beyond the paper (docs/algorithm.md, "Options"): both options, and each alone
+    "uec_plus": Method("UEC-RL+ (pipelined, adaptive)", "uec_plus", (), "plus"),
+    "uec_pipelined": Method("UEC-RL pipelined", "uec", ("uec.exploration.schedule=pipelined",), "plus"),
+    "uec_adaptive": Method("UEC-RL adaptive budget", "uec", ("uec.exploration.budget=adaptive",), "plus"),
 }
 CORE = ("grpo", "uec")  # the methods the claims are about: at least 3 seeds each
 QUICK_METHODS = CORE
 DEFAULT_STEPS, QUICK_STEPS = 80, 30
 EVAL = {"n": 16, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 16}  # sampling of the held-out evaluation
 SEED_BASE = 1000  # seed k of a study uses 1000 + k everywhere a seed is set
-
-
-def register_method(name: str, method: Method) -> None:
-    """Add a method to the study (the uec_plus options register themselves this way)."""
-    METHODS[name] = method
 
 
 # ---- planning ---------------------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ With ``uec.enable=false`` the step is verl's own, so the baselines run through t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import random
@@ -52,6 +54,7 @@ from uec_recipe.algo.buffers import (
 )
 from uec_recipe.algo.config import UECConfig, load_and_validate, update_batch_rows
 from uec_recipe.algo.difficulty import difficult_groups, group_rows, sequence_accuracy, sequence_advantages
+from uec_recipe.algo.exploration_budget import ExplorationBudget
 from uec_recipe.algo.retention import (
     admit_to_replay,
     keep_exploration,
@@ -60,8 +63,16 @@ from uec_recipe.algo.retention import (
     overlong_positive,
 )
 from uec_recipe.baselines import apply_entropy_advantage
-from uec_recipe.checkpoint import STATE_FILE, build_state, read_state, records_to_rows, write_atomically
+from uec_recipe.checkpoint import (
+    STATE_FILE,
+    buffer_rows,
+    iter_buffer_shards,
+    pending_exploration,
+    read_state,
+    write_state,
+)
 from uec_recipe.eval.passk import validation_passk_metrics
+from uec_recipe.plain import from_plain
 from uec_recipe.rollout.agent_loop import TEMPERATURE_COLUMN
 
 logger = logging.getLogger(__name__)
@@ -70,6 +81,17 @@ PARTITION = "train"
 # fit() clears the keys step() returns and TransferQueue rejects an empty list; clearing an unknown key is a no-op.
 _NOTHING_TO_CLEAR = "uec-nothing-to-clear"
 _SYNC_DIFF_PREFIX = "training/rollout_"
+
+
+def prompt_key(batch: TensorDict, row: int) -> str:
+    """A prompt's identity across epochs (uids are fresh every time a prompt is drawn): its data source, messages
+    and extra info, hashed."""
+    parts = []
+    for field in ("data_source", "raw_prompt", "extra_info"):
+        if field in batch.keys():
+            value = batch[field][row]
+            parts.append(json.dumps(getattr(value, "data", value), sort_keys=True, default=str))
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
 
 class ScoredRows:
@@ -97,6 +119,11 @@ class UECTrainer(PPOTrainerSync):
         if self.uec.sample_poll_interval_s is not None:
             # verl's ReplayBuffer polls TransferQueue every 2 s; a CPU toy step is shorter than that.
             self.replay_buffer.poll_interval = float(self.uec.sample_poll_interval_s)
+        self.init_uec_state()
+
+    def init_uec_state(self) -> None:
+        """The UEC step's own state, from ``self.uec`` and ``self.config`` (empty buffers, fresh counters)."""
+        config = self.config
         self.base_temperature = float(config.actor_rollout_ref.rollout.temperature)
         self.max_response_length = int(config.data.max_response_length)
         self.n0 = update_batch_rows(self.uec, config)
@@ -107,6 +134,15 @@ class UECTrainer(PPOTrainerSync):
         self._step_prompts = None  # this step's prompt rows, kept to re-sample the difficult ones
         self._step_rows: KVBatchMeta | None = None  # this step's regular rollout, for verl's data metrics
         self._rollout_asleep = True  # whether the rollout was put to sleep this step (it then needs the weights)
+        ex = self.uec.exploration
+        self.pipelined = ex.schedule == "pipelined"
+        # the pipelined schedule's exploration of the last step's difficult prompts, generated with this step's
+        # regular rollout: the prompt rows (fresh uids, G', T') and, per uid, what the exploration is for
+        self._pending_exploration: TensorDict | None = None
+        self._exploring: dict[str, dict] = {}  # uid -> {"key": prompt key, "chance": estimate, "found": step}
+        self.exploration_budget = (
+            ExplorationBudget(ex.n, ex.budget_floor, ex.budget_cap) if ex.budget == "adaptive" else None
+        )
 
     # ---- hooks around verl's loop ---------------------------------------------------------------------------
 
@@ -139,29 +175,44 @@ class UECTrainer(PPOTrainerSync):
             return super().step(metrics, timing_raw)
         to_clear: list[str] = []
 
-        # 1. regular rollout and its group advantages
+        # 1. regular rollout and its group advantages; the pipelined schedule generates the exploration of the last
+        #    step's difficult prompts in the same round
+        pending = self._pending_exploration
+        self._pending_exploration = None
         with marked_timer("gen", timing_raw, color="red"):
+            if pending is not None:
+                tu.assign_non_tensor_data(pending, "global_steps", self.global_steps)
+                self._submit_batch_to_rollout(pending)
             self.prepare_step()
+            groups = self.config.data.train_batch_size + (0 if pending is None else len(pending))
             sampled, off_policy_metrics = self.replay_buffer.sample(
-                global_steps=self.global_steps, partition_id=PARTITION, batch_size=self.config.data.train_batch_size
+                global_steps=self.global_steps, partition_id=PARTITION, batch_size=groups
             )
             metrics.update(off_policy_metrics)
         with marked_timer("uec_bookkeeping", timing_raw, color="white"):
-            sampled = self._canonical_order(sampled, list(self._step_prompts["uid"]))
+            regular_meta, explored_meta = self._split_exploration(sampled, pending)
         with marked_timer("adv", timing_raw, color="brown"):
-            regular = self._score(sampled)
+            regular = self._score(regular_meta)
         self._step_rows = regular.meta
 
         # 2.-4. difficult prompts (accuracy 0 on every sample), exploration at T', advantages within its groups
         difficult = difficult_groups(regular.uids, regular.accuracy, self.uec.exploration.difficulty_threshold)
         exploration = None
         if self.uec.exploration.enable and difficult:
-            with marked_timer("gen_explore", timing_raw, color="red"):
-                sampled, exploration_uids = self._explore(difficult)
-            with marked_timer("uec_bookkeeping", timing_raw, color="white"):
-                sampled = self._canonical_order(sampled, exploration_uids)
+            batch = self._exploration_batch(difficult)
+            if not self.pipelined:
+                with marked_timer("gen_explore", timing_raw, color="red"):
+                    explored_meta = self._generate_exploration(batch)
+            elif self.global_steps < self.total_training_steps:
+                self._pending_exploration = batch  # generated with the next step's regular rollout
+            else:  # the last step: no next round generates it
+                for uid in batch["uid"]:
+                    self._exploring.pop(uid, None)
+        if explored_meta is not None:
             with marked_timer("adv", timing_raw, color="brown"):
-                exploration = self._score(sampled)
+                exploration = self._score(explored_meta)
+            metrics.update(self._record_exploration(exploration))
+        metrics["uec/exploration_pending"] = 0 if self._pending_exploration is None else len(self._pending_exploration)
 
         with marked_timer("uec_bookkeeping", timing_raw, color="white"):
             # 5. selective retention; the released code concatenates exploration survivors before regular ones
@@ -268,7 +319,7 @@ class UECTrainer(PPOTrainerSync):
         # tracked checkpoint without its UEC state (uec_recipe/checkpoint.py).
         if self.uec.enable:
             folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
-            write_atomically(os.path.join(folder, STATE_FILE), self._uec_state())
+            self._write_uec_state(folder)
         super()._save_checkpoint()
 
     def _load_checkpoint(self):
@@ -286,43 +337,42 @@ class UECTrainer(PPOTrainerSync):
             )
             print(f"[uec] WARNING: {folder} has no {STATE_FILE}: resuming with empty buffers", flush=True)
             return
-        self._restore_uec_state(state)
+        self._restore_uec_state(folder, state)
+        pending = 0 if self._pending_exploration is None else len(self._pending_exploration)
         print(
             f"[uec] restored {len(self.batch_buffer)} batch-buffer rows and {len(self.replay_buffer_rows)} replay rows "
-            f"from {folder}",
+            f"({pending} prompts pending exploration) from {folder}",
             flush=True,
         )
 
-    def _uec_state(self) -> dict:
-        def fields_of(rows):
-            if not rows:
-                return None
-            return tq.kv_batch_get(keys=[r.key for r in rows], partition_id=PARTITION).cpu()
+    def _write_uec_state(self, folder: str) -> None:
+        meta = {
+            "global_steps": self.global_steps,
+            "replay_updates": self.replay_updates,
+            "replay_rng_state": self.replay_rng.getstate(),
+            "exploring": self._exploring,
+            "exploration_budget": None if self.exploration_budget is None else self.exploration_budget.state(),
+        }
+        buffers = {"batch_buffer": self.batch_buffer.rows(), "replay_buffer": self.replay_buffer_rows.rows()}
 
-        batch_rows, replay_rows = self.batch_buffer.rows(), self.replay_buffer_rows.rows()
-        return build_state(
-            self.global_steps,
-            batch_rows,
-            fields_of(batch_rows),
-            replay_rows,
-            fields_of(replay_rows),
-            self.replay_updates,
-            self.replay_rng.getstate(),
-        )
+        def fetch(keys):
+            return tq.kv_batch_get(keys=keys, partition_id=PARTITION).cpu()
 
-    def _restore_uec_state(self, state: dict) -> None:
+        write_state(folder, meta, buffers, fetch, self._pending_exploration)
+
+    def _restore_uec_state(self, folder: str, state: dict) -> None:
         for name, buffer in (("batch_buffer", self.batch_buffer), ("replay_buffer", self.replay_buffer_rows)):
-            rows = records_to_rows(state[name])
-            if rows:
-                tq.kv_batch_put(
-                    keys=[r.key for r in rows],
-                    partition_id=PARTITION,
-                    fields=state[f"{name}_fields"],
-                    tags=[dict(r.tag) for r in rows],
-                )
+            rows = buffer_rows(state, name)
+            tags = {row.key: dict(row.tag) for row in rows}
+            for keys, fields in iter_buffer_shards(folder, state, name):
+                tq.kv_batch_put(keys=keys, partition_id=PARTITION, fields=fields, tags=[tags[k] for k in keys])
             buffer.replace(rows)
-        self.replay_updates = state["replay_updates"]
-        self.replay_rng.setstate(state["replay_rng_state"])
+        self.replay_updates = int(state["replay_updates"])
+        self.replay_rng.setstate(from_plain(state["replay_rng_state"]))
+        self._exploring = from_plain(state["exploring"])
+        self._pending_exploration = pending_exploration(state)
+        if self.exploration_budget is not None and state.get("exploration_budget") is not None:
+            self.exploration_budget.restore(from_plain(state["exploration_budget"]))
 
     # ---- the stages ---------------------------------------------------------------------------------------------
 
@@ -354,20 +404,79 @@ class UECTrainer(PPOTrainerSync):
         accuracy, source = sequence_accuracy(extra_fields, data.batch["token_level_scores"].sum(dim=-1))
         return ScoredRows(meta, data, accuracy, source)
 
-    def _explore(self, difficult: list[str]) -> tuple[KVBatchMeta, list[str]]:
-        """Re-sample each difficult prompt G' times at T' as a new group (fresh uid, no '_' in it)."""
+    def _exploration_batch(self, difficult: list[str]) -> TensorDict:
+        """The difficult prompts as a new batch: a fresh uid each (its own group, no '_' in it), T', and G' samples
+        (``budget=adaptive``: the prompt's share of the same total, from its exploration history)."""
         prompts = self._step_prompts
         uid_to_row = {str(uid): row for row, uid in enumerate(prompts["uid"])}
         rows = [uid_to_row[uid] for uid in difficult]
-        explore = tu.index_select_tensor_dict(prompts, rows)
-        tu.assign_non_tensor_stack(explore, "uid", [uuid.uuid4().hex for _ in rows])
-        tu.assign_non_tensor_stack(explore, "__rollout_n__", [int(self.uec.exploration.n)] * len(rows))
-        tu.assign_non_tensor_stack(explore, TEMPERATURE_COLUMN, [float(self.uec.exploration.temperature)] * len(rows))
-        self._submit_batch_to_rollout(explore)
+        batch = tu.index_select_tensor_dict(prompts, rows)
+        keys = [prompt_key(batch, i) for i in range(len(rows))]
+        if self.exploration_budget is not None:
+            allocation = self.exploration_budget.allocate(keys)
+            samples, chances = allocation.samples, allocation.chances
+        else:
+            samples, chances = [int(self.uec.exploration.n)] * len(rows), [None] * len(rows)
+        uids = [uuid.uuid4().hex for _ in rows]
+        tu.assign_non_tensor_stack(batch, "uid", uids)
+        tu.assign_non_tensor_stack(batch, "__rollout_n__", samples)
+        tu.assign_non_tensor_stack(batch, TEMPERATURE_COLUMN, [float(self.uec.exploration.temperature)] * len(rows))
+        for uid, key, chance in zip(uids, keys, chances):
+            self._exploring[uid] = {"key": key, "chance": chance, "found": self.global_steps}
+        return batch
+
+    def _generate_exploration(self, batch: TensorDict) -> KVBatchMeta:
+        """The reference schedule: a second generation round in this step, for the difficult prompts only."""
+        self._submit_batch_to_rollout(batch)
         sampled, _ = self.replay_buffer.sample(
-            global_steps=self.global_steps, partition_id=PARTITION, batch_size=len(rows)
+            global_steps=self.global_steps, partition_id=PARTITION, batch_size=len(batch)
         )
-        return sampled, list(explore["uid"])
+        return self._canonical_order(sampled, list(batch["uid"]))
+
+    def _split_exploration(self, sampled: KVBatchMeta, pending: TensorDict | None):
+        """This step's regular rollout and, when pipelined, the exploration generated beside it (else None)."""
+        regular_uids = list(self._step_prompts["uid"])
+        if pending is None:
+            return self._canonical_order(sampled, regular_uids), None
+        explored_uids = list(pending["uid"])
+        explored = set(explored_uids)
+        origin = [key.split("_")[0] in explored for key in sampled.keys]
+        parts = [[i for i, is_exploration in enumerate(origin) if is_exploration == want] for want in (False, True)]
+        regular, exploration = (
+            KVBatchMeta(
+                partition_id=sampled.partition_id,
+                keys=[sampled.keys[i] for i in part],
+                tags=[sampled.tags[i] for i in part],
+            )
+            for part in parts
+        )
+        return self._canonical_order(regular, regular_uids), self._canonical_order(exploration, explored_uids)
+
+    def _record_exploration(self, exploration: ScoredRows) -> dict:
+        """Per-prompt outcomes into the adaptive budget's history; what was expected vs what was found."""
+        groups = group_rows(exploration.uids)
+        plans = {uid: self._exploring.pop(uid) for uid in groups}
+        lag = [self.global_steps - plans[uid]["found"] for uid in groups]
+        metrics = {"uec/exploration_lag": float(np.mean(lag))}  # steps between finding a prompt and exploring it
+        if self.exploration_budget is None:
+            return metrics
+        sizes = [len(rows) for rows in groups.values()]
+        successes = [int((exploration.accuracy[rows] > 0).sum()) for rows in groups.values()]
+        chances = [plans[uid]["chance"] for uid in groups]
+        for uid, size, found in zip(groups, sizes, successes):
+            self.exploration_budget.record(plans[uid]["key"], size, found, self.global_steps)
+        metrics.update(
+            {
+                "uec/budget_samples": sum(sizes),
+                "uec/budget_samples_min": min(sizes),
+                "uec/budget_samples_max": max(sizes),
+                "uec/budget_expected_successes": sum(n * p for n, p in zip(sizes, chances)),
+                "uec/budget_realized_successes": sum(successes),
+                "uec/budget_expected_solved": sum(1 - (1 - p) ** n for n, p in zip(sizes, chances)),
+                "uec/budget_prompts_tracked": len(self.exploration_budget.history),
+            }
+        )
+        return metrics
 
     @staticmethod
     def _canonical_order(meta: KVBatchMeta, prompt_uids: list[str]) -> KVBatchMeta:

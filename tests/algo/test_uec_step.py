@@ -21,8 +21,7 @@ from verl.utils import tensordict_utils as tu
 
 import uec_recipe.algo.estimators  # noqa: F401
 import uec_recipe.trainer as trainer_module
-from uec_recipe.algo.buffers import FifoBuffer, fifo_capacity
-from uec_recipe.algo.config import UECConfig, update_batch_rows
+from uec_recipe.algo.config import UECConfig
 from uec_recipe.trainer import UECTrainer
 
 MAX_RESPONSE_LEN = 8
@@ -37,8 +36,10 @@ class FakeTransferQueue:
         self.rows: dict[str, dict] = {}
         self.cleared: list[str] = []
 
-    def kv_batch_get(self, keys, partition_id, select_fields):
+    def kv_batch_get(self, keys, partition_id, select_fields=None):
         out = {}
+        if select_fields is None:  # every field all the rows have, as TransferQueue returns them
+            select_fields = sorted(set.intersection(*(set(self.rows[k]) for k in keys)))
         for field in select_fields:
             values = [self.rows[k][field] for k in keys if field in self.rows[k]]
             if len(values) != len(keys):
@@ -105,13 +106,13 @@ class FakeRollout:
         return KVBatchMeta(partition_id=partition_id, keys=keys, tags=tags), {}
 
 
-def make_trainer(monkeypatch, uec_overrides=None, prompts=2, n=4, steps=(), explorations=(), save_freq=-1):
+def make_trainer(monkeypatch, uec_overrides=None, prompts=2, n=4, steps=(), explorations=(), save_freq=-1, store=None):
     """A UECTrainer whose Ray-side methods are fakes.
 
     ``steps``: per step, one list of samples per prompt. ``explorations``: the G' samples of each exploration
     group, in the order the step submits them. Exploration groups get uids e0, e1, ... (fresh, without '_').
     """
-    store = FakeTransferQueue()
+    store = store or FakeTransferQueue()
     monkeypatch.setattr(trainer_module, "tq", store)
     fresh = iter(range(1000))
     monkeypatch.setattr(trainer_module, "uuid", SimpleNamespace(uuid4=lambda: SimpleNamespace(hex=f"e{next(fresh)}")))
@@ -129,13 +130,8 @@ def make_trainer(monkeypatch, uec_overrides=None, prompts=2, n=4, steps=(), expl
     uec = UECConfig.from_mapping(overrides)
     trainer = UECTrainer.__new__(UECTrainer)
     trainer.config, trainer.uec = config, uec
-    trainer.base_temperature, trainer.max_response_length = 1.0, MAX_RESPONSE_LEN
-    trainer.n0 = update_batch_rows(uec, config)
-    trainer.batch_buffer = FifoBuffer(fifo_capacity(uec.batch_buffer.capacity_multiple, trainer.n0))
-    trainer.replay_buffer_rows = FifoBuffer(fifo_capacity(uec.replay.capacity_multiple, trainer.n0))
-    trainer.replay_rng, trainer.replay_updates = random.Random(uec.seed), 0
+    trainer.init_uec_state()
     trainer.global_steps, trainer.total_training_steps, trainer.use_reference_policy = 1, 100, True
-    trainer._step_prompts, trainer._step_rows, trainer._rollout_asleep = None, None, True
     trainer.replay_buffer = FakeRollout(store)
     trainer.calls = {"update": [], "explore": [], "old_log_prob": 0, "sleep": 0}
     trainer.checkpoint_manager = SimpleNamespace(sleep_replicas=lambda: trainer.calls.__setitem__("sleep", 1))
@@ -145,15 +141,19 @@ def make_trainer(monkeypatch, uec_overrides=None, prompts=2, n=4, steps=(), expl
         uids = [f"p{trainer.global_steps}x{i}" for i in range(prompts)]
         batch = TensorDict({"dummy": torch.zeros(prompts)}, batch_size=[prompts])
         tu.assign_non_tensor_stack(batch, "uid", uids)
+        # a prompt's identity across steps: prompt i of every step is the same question
+        tu.assign_non_tensor_stack(
+            batch, "raw_prompt", [[{"role": "user", "content": f"q{i}"}] for i in range(prompts)]
+        )
         trainer._step_prompts = batch
         for uid, samples in zip(uids, script.popleft()):
             trainer.replay_buffer.add_group(uid, samples)
 
     def submit(batch):
         trainer.calls["explore"].append(batch)
-        for uid in batch["uid"]:
-            samples = exploration_script.popleft() if exploration_script else [0.0] * uec.exploration.n
-            trainer.replay_buffer.add_group(uid, samples)
+        for uid, n in zip(batch["uid"], batch["__rollout_n__"]):
+            samples = list(exploration_script.popleft()) if exploration_script else []
+            trainer.replay_buffer.add_group(uid, (samples + [0.0] * n)[:n])  # the rollout draws n samples
         return len(batch)
 
     def old_log_prob(batch, metrics):
@@ -426,3 +426,83 @@ def test_rows_are_put_in_an_order_independent_of_arrival(monkeypatch):
     ordered = UECTrainer._canonical_order(meta, ["a", "b"])
     assert ordered.keys == ["a_1_0", "a_0_0", "a_2_0", "b_0_0", "b_1_0"]  # prompt a first, then by response
     assert [t["k"] for t in ordered.tags] == ordered.keys
+
+
+# ---- beyond the paper: pipelined exploration and the adaptive budget ------------------------------------------------
+
+
+def test_pipelined_exploration_is_generated_with_the_next_rollout(monkeypatch):
+    trainer, _ = make_trainer(
+        monkeypatch,
+        uec_overrides={"n0": 4, "exploration": {"schedule": "pipelined"}},
+        steps=[[[1, 0, 0, 0], [0, 0, 0, 0]], [[1, 1, 1, 1], [0, 1, 0, 0]], [[0, 0, 0, 0], [1, 0, 0, 0]]],
+        explorations=[[1, 0, 0, 0]],
+    )
+    trainer.total_training_steps = 3
+    # step 1 finds p1x1 difficult but generates nothing for it yet
+    first, _ = run_step(trainer)
+    assert first["uec/difficult_prompts"] == 1 and first["uec/exploration_samples"] == 0
+    assert first["uec/exploration_pending"] == 1 and trainer.calls["explore"] == []
+    # step 2: its exploration arrives with step 2's rollout (one generation round), one step late
+    second, _ = run_step(trainer)
+    assert second["uec/exploration_samples"] == 4 and second["uec/exploration_kept"] == 1
+    assert second["uec/exploration_lag"] == 1.0 and second["uec/exploration_pending"] == 0
+    assert trainer.calls["update"][0][0] == "e0_0_0"  # exploration survivors first, generated at step 2
+    assert trainer.calls["update"][0] == ["e0_0_0", "p2x1_0_0", "p2x1_1_0", "p2x1_2_0"]
+    assert second["uec/regular_samples"] == 8  # the rollout's rows are told apart from the exploration's
+    # step 3 is the last: the difficult prompt it finds is not deferred to a step that never comes
+    third, _ = run_step(trainer)
+    assert third["uec/difficult_prompts"] == 1 and third["uec/exploration_pending"] == 0
+    assert trainer._exploring == {} and len(trainer.calls["explore"]) == 1
+
+
+def test_pending_exploration_and_budget_survive_a_checkpoint(monkeypatch, tmp_path):
+    from uec_recipe.checkpoint import read_state
+
+    overrides = {"n0": 4, "exploration": {"schedule": "pipelined", "budget": "adaptive"}}
+    steps = [[[1, 0, 0, 0], [0, 0, 0, 0]], [[0, 0, 0, 0], [0, 1, 0, 0]], [[1, 0, 0, 1], [0, 0, 1, 0]]]
+    trainer, store = make_trainer(monkeypatch, uec_overrides=overrides, steps=steps, explorations=[[1, 0, 0, 0]] * 3)
+    run_step(trainer)
+    run_step(trainer)  # explores p1x1 (step 1's), finds p2x0 difficult: pending again
+    trainer._write_uec_state(str(tmp_path))
+    state = read_state(tmp_path / "uec_state.pt")
+
+    # a restarted run: TransferQueue has lost the buffered rows; the shards bring them back
+    buffered = [r.key for r in trainer.batch_buffer.rows() + trainer.replay_buffer_rows.rows()]
+    saved = {key: dict(store.rows.pop(key)) for key in buffered}
+    assert saved, "the scenario must leave rows in a buffer"
+    restored, _ = make_trainer(
+        monkeypatch, uec_overrides=overrides, steps=steps[2:], explorations=[[1, 0, 0, 0]], store=store
+    )
+    restored.global_steps = 3
+    restored._restore_uec_state(str(tmp_path), state)
+    assert list(restored._pending_exploration["uid"]) == list(trainer._pending_exploration["uid"])
+    assert list(restored._pending_exploration["__rollout_n__"]) == list(trainer._pending_exploration["__rollout_n__"])
+    assert restored._exploring == trainer._exploring
+    assert restored.exploration_budget.state() == trainer.exploration_budget.state()
+    assert [r.key for r in restored.batch_buffer.rows()] == [r.key for r in trainer.batch_buffer.rows()]
+    for key, fields in saved.items():
+        assert torch.equal(store.rows[key]["advantages"], fields["advantages"]), key
+    metrics, _ = run_step(restored)
+    assert metrics["uec/exploration_samples"] == sum(trainer._pending_exploration["__rollout_n__"])
+
+
+def test_adaptive_budget_splits_the_same_total_by_history(monkeypatch):
+    # two prompts difficult on every step; exploration always solves q0 (1 of 4) and never q1
+    trainer, _ = make_trainer(
+        monkeypatch,
+        uec_overrides={"exploration": {"budget": "adaptive", "enable": True}, "replay": {"enable": False}},
+        steps=[[[0, 0, 0, 0], [0, 0, 0, 0]]] * 4,
+        explorations=[[1, 0, 0, 0, 0, 0, 0, 0], [0] * 8] * 4,
+    )
+    allotted = []
+    for _ in range(4):
+        metrics, _ = run_step(trainer)
+        n = list(trainer.calls["explore"][-1]["__rollout_n__"])
+        allotted.append(n)
+        assert sum(n) == 2 * 4  # the reference total: G' (4) per difficult prompt
+        assert metrics["uec/budget_samples"] == 8 and metrics["uec/budget_realized_successes"] == 1
+    assert allotted[0] == [4, 4]  # no history yet: the reference split
+    assert allotted[-1][1] == 2  # the prompt that never succeeded keeps only the floor, never less
+    history = trainer.exploration_budget.history
+    assert sorted(entry.explored for entry in history.values()) == [4, 4]

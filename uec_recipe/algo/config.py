@@ -14,6 +14,8 @@ from typing import Any, Optional
 EXPLORATION_RETENTION_RULES = ("positive", "abs_gt_1")
 REPLAY_ADMISSION_RULES = ("gt", "abs_gt")
 OVERLONG_SCOPES = ("all", "exploration", "none")
+EXPLORATION_SCHEDULES = ("sync", "pipelined")
+EXPLORATION_BUDGETS = ("fixed", "adaptive")
 KNOWN_ROLLOUTS = ("vllm", "sglang", "trtllm", "hf")
 # Estimators whose advantage is normalised within a uid group: UEC-RL's retention thresholds (|Â| > 0.05, Â > A0)
 # and its exploration groups are defined on GRPO advantages.
@@ -43,6 +45,15 @@ class ExplorationConfig:
     temperature: float = 1.2  # T': paper; the authors' other branches used 1.1 and 1.15
     difficulty_threshold: float = 0.01  # difficult = every sample of the group scores below this (released code)
     retention: str = "positive"  # paper: keep Â>0; released code: |Â|>1 ("abs_gt_1")
+    # Beyond the paper (off in the reference preset uec, on in uec_plus; docs/algorithm.md, "Options"):
+    # "sync" = the reference: difficult prompts are re-sampled in a second generation round of the same step;
+    # "pipelined" = in the next step's generation round, beside its regular rollout.
+    schedule: str = "sync"
+    # "fixed" = the reference: G' samples for every difficult prompt; "adaptive" = the same total split by each
+    # prompt's exploration history (uec_recipe/algo/exploration_budget.py).
+    budget: str = "fixed"
+    budget_floor: int = 2  # adaptive: fewest samples a difficult prompt gets (2 make a group with an advantage)
+    budget_cap: Optional[int] = None  # adaptive: most samples one prompt gets; null = 2·G'
 
 
 @dataclass
@@ -150,6 +161,18 @@ def validate(uec: UECConfig, config=None) -> list[str]:
         bad("exploration.n", ex.n, "must be an integer >= 2 (advantages are normalised within the G' samples)")
     if not _is_number(ex.temperature) or ex.temperature <= 0:
         bad("exploration.temperature", ex.temperature, "must be a number > 0 (reference 1.2)")
+    if ex.schedule not in EXPLORATION_SCHEDULES:
+        bad("exploration.schedule", ex.schedule, f"must be one of {EXPLORATION_SCHEDULES} (reference: sync)")
+    if ex.budget not in EXPLORATION_BUDGETS:
+        bad("exploration.budget", ex.budget, f"must be one of {EXPLORATION_BUDGETS} (reference: fixed)")
+    if isinstance(ex.n, int) and ex.budget == "adaptive":
+        cap = 2 * ex.n if ex.budget_cap is None else ex.budget_cap
+        if not isinstance(ex.budget_floor, int) or not isinstance(cap, int) or not 1 <= ex.budget_floor <= ex.n <= cap:
+            bad(
+                "exploration.budget_floor/budget_cap",
+                (ex.budget_floor, ex.budget_cap),
+                f"need integers with 1 <= budget_floor <= exploration.n ({ex.n}) <= budget_cap (null = 2·n)",
+            )
     if not _is_number(ex.difficulty_threshold) or not 0 < ex.difficulty_threshold <= 1:
         bad("exploration.difficulty_threshold", ex.difficulty_threshold, "must be in (0, 1] (reference 0.01)")
     if ex.retention not in EXPLORATION_RETENTION_RULES:
