@@ -3,6 +3,7 @@
 # the real verl trainer on the demo task; each final policy sampled on the held-out levels; tables, curves and
 # DIR/report.md built from them (uec_recipe/study.py, uec_recipe/study_report.py; docs/results.md reads one).
 #   bash run_scripts/reproduce_cpu.sh [--quick] [--seeds N] [--other-seeds N] [--steps N] [--methods a,b] [--out DIR]
+#                                     [--eval-n N] [--eval-problems K] [-- hydra overrides for every run]
 # Resumable: rerun the same command and finished runs are skipped. --quick: one seed of GRPO and UEC-RL, fewer steps.
 set -euo pipefail
 
@@ -11,23 +12,25 @@ main() {
   ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
   OUT="$ROOT/outputs/study"
   ARGS=()
+  OVERRIDES=()
   usage() {
     echo "usage: bash run_scripts/reproduce_cpu.sh [--quick] [--seeds N] [--other-seeds N] [--steps N]" \
-      "[--methods a,b] [--out DIR]" >&2
+      "[--methods a,b] [--out DIR] [--eval-n N] [--eval-problems K] [-- overrides]" >&2
     exit 2
   }
   while [ $# -gt 0 ]; do
     case "$1" in
       --quick) ARGS+=(--quick); shift ;;
-      --seeds|--other-seeds|--steps|--methods)
+      --seeds|--other-seeds|--steps|--methods|--eval-n|--eval-problems)
         [ $# -ge 2 ] || usage; ARGS+=("$1" "$2"); shift 2 ;;
       --out) [ $# -ge 2 ] || usage; OUT="$2"; shift 2 ;;
+      --) shift; OVERRIDES=("$@"); break ;;
       -h|--help) usage ;;
       *) echo "unknown argument: $1" >&2; usage ;;
     esac
   done
   case "$OUT" in --*) echo "--out needs a directory, got '$OUT'" >&2; exit 2 ;; esac
-  COMMAND="bash run_scripts/reproduce_cpu.sh ${ARGS[*]+"${ARGS[*]}"} --out $OUT"
+  COMMAND="bash run_scripts/reproduce_cpu.sh ${ARGS[*]+"${ARGS[*]}"} --out $OUT${OVERRIDES[*]+ -- ${OVERRIDES[*]}}"
 
   source "$ROOT/run_scripts/setup_env.sh"
   source "$ROOT/run_scripts/cpu_overrides.sh"   # exports the CPU platform's environment for every run
@@ -35,7 +38,7 @@ main() {
   export DEMO_MODEL DEMO_TRAIN DEMO_TEST DEMO_REPORT
   mkdir -p "$OUT"
   OUT="$(cd "$OUT" && pwd)"
-  "$PY" -m uec_recipe.study run --out "$OUT" "${ARGS[@]+"${ARGS[@]}"}"
+  "$PY" -m uec_recipe.study run --out "$OUT" "${ARGS[@]+"${ARGS[@]}"}" -- "${OVERRIDES[@]+"${OVERRIDES[@]}"}"
   "$PY" -m uec_recipe.study report --out "$OUT" --command-line "$COMMAND" > /dev/null
   echo "[study] wrote $OUT/report.md (tables, intervals, costs) and $OUT/figures/"
 }

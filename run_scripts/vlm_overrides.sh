@@ -5,7 +5,7 @@
 VLM_OVERRIDES=(
   data.image_key=images                                           # the converter's image column (verl's default too)
   data.max_prompt_length=256                                      # prompts are 207-211 tokens incl. 4 image tokens
-  data.max_response_length=32                                     # counting nine squares out loud takes 25 tokens
+  data.max_response_length=40                                     # counting twelve squares out loud takes 35 tokens
   # transformers' Qwen2.5-VL processor needs a video processor, hence torchvision, which is absent beside the CPU
   # torch: this module registers an image-only processor for the tiny model (verl imports it before loading one).
   actor_rollout_ref.model.external_lib=uec_recipe.demo.vlm

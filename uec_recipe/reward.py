@@ -37,9 +37,10 @@ Both graders score the CPU demo task (``uec_demo/digit_sum``) the same way: the 
 ``####``, without any parsing library, because it runs for every rollout sample of the quickstart.
 
 Selecting the grader. verl 0.9.1 passes ``reward.custom_reward_function.reward_kwargs`` to this function
-(``verl/trainer/ppo/reward.py::get_custom_reward_fn``), so a training run adds
-``+reward.custom_reward_function.reward_kwargs.grader=robust``; ``reward.reward_kwargs`` is read only by verl's DAPO
-reward manager and never reaches ``compute_score``. Evaluation: ``python -m uec_recipe.eval.sample --grader robust``.
+(``verl/trainer/ppo/reward.py::get_custom_reward_fn``); the recipe's config sets it to ``paper`` and a training run
+overrides it with ``reward.custom_reward_function.reward_kwargs.grader=robust`` (``+reward...`` with verl's own
+``main_ppo``, whose config lacks the key); ``reward.reward_kwargs`` is read only by verl's DAPO reward manager and
+never reaches ``compute_score``. Evaluation: ``python -m uec_recipe.eval.sample --grader robust``.
 
 Your own dataset. An unknown ``data_source`` is refused (a silent default grader would train on wrong rewards).
 ``register_grader(data_source, fn)`` adds one; because verl loads the reward file by path in every reward worker, a
@@ -136,7 +137,7 @@ def check_grader(grader: str) -> None:
     if grader not in GRADERS:
         raise ValueError(
             f"uec_recipe.reward: grader must be one of {GRADERS}, got {grader!r}. In training set it with "
-            "+reward.custom_reward_function.reward_kwargs.grader=...; in evaluation with --grader."
+            "reward.custom_reward_function.reward_kwargs.grader=...; in evaluation with --grader."
         )
 
 

@@ -175,7 +175,8 @@ def train_command(spec: RunSpec, demo: Demo, run_dir: Path, base_overrides: Sequ
     ]
 
 
-def eval_command(model: Path, files: Sequence[Path], out: Path, seed: int) -> list[str]:
+def eval_command(model: Path, files: Sequence[Path], out: Path, seed: int, settings: dict = EVAL) -> list[str]:
+    limit = ["--max-problems", str(settings["problems_per_level"])] if settings.get("problems_per_level") else []
     return [
         sys.executable,
         "-m",
@@ -187,13 +188,14 @@ def eval_command(model: Path, files: Sequence[Path], out: Path, seed: int) -> li
         "--out",
         str(out),
         "--n",
-        str(EVAL["n"]),
+        str(settings["n"]),
         "--temperature",
-        str(EVAL["temperature"]),
+        str(settings["temperature"]),
         "--top-p",
-        str(EVAL["top_p"]),
+        str(settings["top_p"]),
         "--max-new-tokens",
-        str(EVAL["max_new_tokens"]),
+        str(settings["max_new_tokens"]),
+        *limit,
         "--backend",
         "hf",
         "--batch-size",
@@ -211,7 +213,9 @@ def _run_logged(command: Sequence[str], log: Path, env: dict) -> None:
         raise RuntimeError(f"{command[2]} failed (exit {result.returncode}); the end of {log}:\n{tail}")
 
 
-def run_one(spec: RunSpec, demo: Demo, out: Path, eval_files: Sequence[Path], base_overrides: Sequence[str]) -> dict:
+def run_one(
+    spec: RunSpec, demo: Demo, out: Path, eval_files: Sequence[Path], base_overrides: Sequence[str], eval_settings: dict
+) -> dict:
     run_dir = out / "runs" / spec.method / f"seed{spec.seed}"
     if run_dir.exists():
         shutil.rmtree(run_dir)  # an unfinished run starts over: verl's file logger would append to it
@@ -222,9 +226,8 @@ def run_one(spec: RunSpec, demo: Demo, out: Path, eval_files: Sequence[Path], ba
     (run_dir / "command.txt").write_text(" ".join(command) + "\n")
     _run_logged(command, run_dir / "train.log", env)
     trained = time.time()
-    _run_logged(
-        eval_command(run_dir / "checkpoints", eval_files, run_dir / "eval", spec.seed), run_dir / "eval.log", env
-    )
+    command = eval_command(run_dir / "checkpoints", eval_files, run_dir / "eval", spec.seed, eval_settings)
+    _run_logged(command, run_dir / "eval.log", env)
     record = {
         **asdict(spec),
         "label": METHODS[spec.method].label,
@@ -238,14 +241,15 @@ def run_one(spec: RunSpec, demo: Demo, out: Path, eval_files: Sequence[Path], ba
     return record
 
 
-def evaluate_base(demo: Demo, out: Path, eval_files: Sequence[Path]) -> None:
+def evaluate_base(demo: Demo, out: Path, eval_files: Sequence[Path], eval_settings: dict) -> None:
     """The warm-started policy before any RL: the tables' base row (seed 1's sampling seed)."""
     base = out / "runs" / "base"
     if (base / "done.json").exists():
         return
     base.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    _run_logged(eval_command(demo.model, eval_files, base / "eval", 1), base / "eval.log", dict(os.environ))
+    command = eval_command(demo.model, eval_files, base / "eval", 1, eval_settings)
+    _run_logged(command, base / "eval.log", dict(os.environ))
     (base / "done.json").write_text(json.dumps({"eval_seconds": round(time.time() - started, 1)}))
 
 
@@ -301,16 +305,23 @@ class Progress:
         )
 
 
-def run_study(out: Path, specs: Sequence[RunSpec], demo: Demo) -> None:
+def run_study(
+    out: Path, specs: Sequence[RunSpec], demo: Demo, eval_settings: dict = EVAL, extra_overrides: Sequence[str] = ()
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     base_overrides = shell_array(["cpu_overrides.sh", "demo_overrides.sh", "study_overrides.sh"], "STUDY_OVERRIDES")
+    base_overrides += list(extra_overrides)
     previous = out / "study.json"
     if previous.exists():
         earlier = json.loads(previous.read_text())
-        same = earlier["overrides"] == base_overrides and {r["steps"] for r in earlier["runs"]} == {specs[0].steps}
+        same = (
+            earlier["overrides"] == base_overrides
+            and {"problems_per_level": None, **earlier["eval"]} == eval_settings
+            and {r["steps"] for r in earlier["runs"]} == {specs[0].steps}
+        )
         if not same and any((out / "runs").glob("*/seed*/done.json")):
             raise SystemExit(
-                f"error: {out} holds runs made with other settings (steps or run_scripts/study_overrides.sh); "
+                f"error: {out} holds runs made with other settings (steps, overrides or evaluation); "
                 "finished runs are reused only with identical settings: use another --out"
             )
     (out / "study.json").write_text(
@@ -318,15 +329,15 @@ def run_study(out: Path, specs: Sequence[RunSpec], demo: Demo) -> None:
             {
                 "runs": [asdict(s) for s in specs],
                 "overrides": base_overrides,
-                "eval": EVAL,
+                "eval": eval_settings,
                 "demo": {k: str(v) for k, v in asdict(demo).items()},
             },
             indent=2,
         )
     )
     eval_files = split_eval_by_level(demo, out / "eval_data")
-    print(f"[study] held-out evaluation: {', '.join(f.stem for f in eval_files)}; {EVAL}", flush=True)
-    evaluate_base(demo, out, eval_files)
+    print(f"[study] held-out evaluation: {', '.join(f.stem for f in eval_files)}; {eval_settings}", flush=True)
+    evaluate_base(demo, out, eval_files, eval_settings)
     todo = [s for s in specs if not (out / "runs" / s.method / f"seed{s.seed}" / "done.json").exists()]
     done = len(specs) - len(todo)
     if done:
@@ -334,7 +345,7 @@ def run_study(out: Path, specs: Sequence[RunSpec], demo: Demo) -> None:
     progress = Progress(total=len(specs))
     for offset, spec in enumerate(todo):
         print(progress.line(done + offset + 1, spec, todo[offset:]), flush=True)
-        record = run_one(spec, demo, out, eval_files, base_overrides)
+        record = run_one(spec, demo, out, eval_files, base_overrides, eval_settings)
         progress.record(spec.method, record["train_seconds"] + record["eval_seconds"])
         print(
             f"[study]   finished in {_clock(record['train_seconds'] + record['eval_seconds'])} "
@@ -371,6 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--steps", type=int, help=f"training steps per run (default {DEFAULT_STEPS}; --quick {QUICK_STEPS})"
     )
     run.add_argument("--methods", help=f"comma-separated subset of: {', '.join(METHODS)}")
+    run.add_argument("--eval-n", type=int, default=EVAL["n"], help="samples per held-out problem")
+    run.add_argument("--eval-problems", type=int, help="evaluate only the first K problems of each level")
+    run.add_argument("overrides", nargs="*", help="after --: hydra overrides added to every training run")
     report = sub.add_parser("report", help="tables, figures and report.md from the finished runs")
     report.add_argument("--out", required=True)
     report.add_argument("--command-line", default="", help="the study command, quoted in the report")
@@ -393,7 +407,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     print(f"[study] {len(specs)} runs ({', '.join(methods)}; {seeds} seed(s) for GRPO and UEC-RL, {other} for "
           f"the others; {steps} steps each) on {machine_description()}", flush=True)  # fmt: skip
-    run_study(out, specs, Demo.from_env())
+    if args.eval_n < 1 or (args.eval_problems is not None and args.eval_problems < 1):
+        parser.error("--eval-n and --eval-problems must be >= 1")
+    eval_settings = {**EVAL, "n": args.eval_n, "problems_per_level": args.eval_problems}
+    run_study(out, specs, Demo.from_env(), eval_settings, args.overrides)
     return 0
 
 

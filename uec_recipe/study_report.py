@@ -17,7 +17,7 @@ from uec_recipe.demo.ladder import BANDS, HARD, MEDIUM, Ladder, band_table
 from uec_recipe.eval import curves as curves_module
 from uec_recipe.eval import tables as tables_module
 from uec_recipe.eval.stats import Estimate, difference, mean_ci, paired_difference
-from uec_recipe.study import EVAL, METHODS, machine_description
+from uec_recipe.study import METHODS, machine_description
 from uec_recipe.summary import read_metrics
 
 BASE_LABEL = "Base (warm start)"
@@ -194,6 +194,9 @@ def cost_lines(runs: Mapping[str, Sequence[Path]]) -> list[str]:
 
 def write_report(out: Path, command_line: str = "") -> Path:
     study = json.loads((out / "study.json").read_text())
+    evaluation = study["eval"]
+    per_level = evaluation.get("problems_per_level")
+    scope = f"the first {per_level} problems of each level" if per_level else "every problem"
     runs = finished_runs(out)
     if not runs:
         raise SystemExit(f"error: no finished run under {out}/runs; run the study first")
@@ -266,9 +269,10 @@ def write_report(out: Path, command_line: str = "") -> Path:
         "",
         *[f"- `{o}`" for o in quoted],
         "",
-        f"Held-out evaluation: every problem of the demo's evaluation set ({len(benchmarks)} levels), sampled "
-        f"n = {EVAL['n']} times at temperature {EVAL['temperature']}, top_p {EVAL['top_p']}, graded by "
-        "`uec_recipe.reward` (exact integer after `####`; grader paper and robust agree on this task). Accuracy is "
+        f"Held-out evaluation: {scope} of the demo's evaluation set ({len(benchmarks)} levels), sampled "
+        f"n = {evaluation['n']} times at temperature {evaluation['temperature']}, top_p {evaluation['top_p']}, "
+        "graded by `uec_recipe.reward` (exact integer after `####`; grader paper and robust agree on this task). "
+        "Accuracy is "
         "avg@n; pass@k is the unbiased estimator.",
         "",
         f"Difficulty ladder of the demo policy, measured when it was built ({ladder.samples_per_level} samples per "

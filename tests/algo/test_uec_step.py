@@ -506,3 +506,18 @@ def test_adaptive_budget_splits_the_same_total_by_history(monkeypatch):
     assert allotted[-1][1] == 2  # the prompt that never succeeded keeps only the floor, never less
     history = trainer.exploration_budget.history
     assert sorted(entry.explored for entry in history.values()) == [4, 4]
+
+
+def test_a_checkpoint_without_uec_state_resumes_with_empty_buffers(monkeypatch, tmp_path, capsys):
+    """A GRPO run's checkpoint (no uec_state.pt) resumes under UEC-RL with empty buffers and says so."""
+    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+
+    trainer, _ = make_trainer(monkeypatch, steps=[])
+    folder = tmp_path / "global_step_1"
+    folder.mkdir()
+    trainer.config.trainer.resume_mode = "resume_path"
+    trainer.config.trainer.resume_from_path = str(folder)
+    monkeypatch.setattr(PPOTrainerSync, "_load_checkpoint", lambda self: setattr(self, "global_steps", 1))
+    trainer._load_checkpoint()
+    assert f"{folder} has no uec_state.pt: resuming with empty buffers" in capsys.readouterr().out
+    assert len(trainer.batch_buffer) == 0 and len(trainer.replay_buffer_rows) == 0

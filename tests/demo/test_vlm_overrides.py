@@ -13,7 +13,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_print_env_prints_only_the_three_paths(vlm_demo):
+def test_print_env_prints_only_the_demo_paths(vlm_demo):
     result = subprocess.run(
         [sys.executable, "-m", "uec_recipe.demo.vlm", "--print-env"], capture_output=True, text=True, timeout=300
     )
@@ -22,6 +22,7 @@ def test_print_env_prints_only_the_three_paths(vlm_demo):
         f"DEMO_MODEL={vlm_demo.model_dir}",
         f"DEMO_TRAIN={vlm_demo.train_file}",
         f"DEMO_TEST={vlm_demo.test_file}",
+        f"DEMO_REPORT={vlm_demo.report_file}",
     ]
     assert "[vlm] reusing cached model and data" in result.stderr
 
@@ -48,5 +49,5 @@ def test_vlm_overrides_compose_into_a_valid_configuration(vlm_demo):
     assert data["image_key"] == "images"
     assert data["custom_cls"] == {"path": "pkg://uec_recipe.demo.vlm", "name": "PILImageRLHFDataset"}
     assert model["external_lib"] == "uec_recipe.demo.vlm"
-    assert (data["max_prompt_length"], data["max_response_length"]) == (256, 32)  # the VLM values win
+    assert (data["max_prompt_length"], data["max_response_length"]) == (256, 40)  # the VLM values win
     assert config["actor_rollout_ref"]["rollout"]["prompt_length"] == 256

@@ -33,7 +33,7 @@ def test_images_reach_the_rollout(vlm_run):
     generated = [r for r in requests if r["event"] == "generate"]
     assert len(generated) >= 32 * STEPS
     assert all(r["num_images"] >= 1 for r in generated), "a request reached the rollout without its image"
-    assert "Using dataset class: PILImageRLHFDataset" in (out / "stdout.log").read_text()
+    assert "Using dataset class: PILImageRLHFDataset" in (out / "train.log").read_text()
 
 
 def test_actor_trains_on_images(vlm_run):

@@ -8,9 +8,11 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
+from tensordict import TensorDict
 
 from uec_recipe.algo.buffers import BufferedRow
-from uec_recipe.checkpoint import STATE_FILE, build_state, write_atomically
+from uec_recipe.checkpoint import STATE_FILE, write_state
 from uec_recipe.rollout.agent_loop import request_record
 from uec_recipe.smoke import check
 from uec_recipe.smoke.check import Expected, check_run
@@ -65,8 +67,11 @@ def write_run(
     step = expected.steps if checkpoint_step is None else checkpoint_step
     checkpoints = folder / check.CHECKPOINT_DIR
     rows = [BufferedRow(key="k_0_0", tag={"response_len": 4}, advantage=1.0, exploration=False, step=step)]
-    state = build_state(step, rows, None, rows, None, 1, ("rng",))
-    write_atomically(checkpoints / f"global_step_{step}" / STATE_FILE, state)
+    fields = TensorDict({"responses": torch.nested.as_nested_tensor([torch.ones(4)], layout=torch.jagged)}, [1])
+    meta = {"global_steps": step, "replay_updates": 1}
+    write_state(
+        checkpoints / f"global_step_{step}", meta, {"batch_buffer": rows, "replay_buffer": rows}, lambda _: fields
+    )
     (checkpoints / "latest_checkpointed_iteration.txt").write_text(str(step))
     return folder
 

@@ -257,7 +257,8 @@ def check_checkpoint(checkpoint_dir: Path, expected: Expected) -> Check:
     latest = tracker.read_text().strip() if tracker.exists() else None
     if latest != str(expected.steps):
         return Check("checkpoint", False, f"{tracker} reads {latest!r}, expected {expected.steps}")
-    rows = len(state.get("batch_buffer", [])), len(state.get("replay_buffer", []))
+    buffers = state.get("buffers", {})
+    rows = tuple(len(buffers.get(name, {}).get("records", [])) for name in ("batch_buffer", "replay_buffer"))
     return Check(
         "checkpoint", True, f"{path} ({rows[0]} batch-buffer rows, {rows[1]} replay rows), verl's tracker at {latest}"
     )
