@@ -77,14 +77,19 @@ def write_state(
     buffers: dict[str, Sequence[BufferedRow]],
     fetch: Callable[[list[str]], Any],
     pending=None,
+    images: dict | None = None,
 ) -> Path:
     """The shards of every buffer, then the index (``uec_state.pt``) naming them; returns the index's path.
 
     ``meta`` holds plain counters and states; ``pending`` is a TensorDict of prompts waiting for exploration (the
-    pipelined schedule) or None.
+    pipelined schedule) or None; ``images`` the buffered rows' image inputs held once per picture
+    (uec_recipe/images.py), written to a file of their own.
     """
     folder = Path(folder)
-    index = {"version": STATE_VERSION, **to_plain(meta), "buffers": {}}
+    index = {"version": STATE_VERSION, **to_plain(meta), "buffers": {}, "images": None}
+    if images is not None and images["inputs"]:
+        index["images"] = f"{Path(STATE_FILE).stem}.images.pt"
+        write_atomically(folder / index["images"], to_plain(images))
     for name, rows in buffers.items():
         index["buffers"][name] = {
             "records": rows_to_records(rows),
@@ -127,6 +132,11 @@ def iter_buffer_shards(folder: str | os.PathLike, state: dict, name: str) -> Ite
         if int(fields.batch_size[0]) != len(chunk):
             raise ValueError(f"{shard}: {fields.batch_size[0]} rows for {len(chunk)} buffered records")
         yield [row.key for row in chunk], fields
+
+
+def buffered_images(folder: str | os.PathLike, state: dict) -> dict | None:
+    name = state.get("images")
+    return None if name is None else from_plain(torch.load(Path(folder) / name, weights_only=True))
 
 
 def pending_exploration(state: dict):

@@ -45,7 +45,7 @@ def finished_runs(out: Path) -> dict[str, list[Path]]:
             runs.setdefault(method, []).append(done.parent)
     for method in runs:
         runs[method].sort(key=lambda p: int(p.name.removeprefix("seed")))
-    return runs
+    return {method: runs[method] for method in METHODS if method in runs}  # the methods' table order
 
 
 def level_benchmarks(out: Path) -> list[str]:
@@ -165,7 +165,7 @@ def entropy_lines(runs: Mapping[str, Sequence[Path]]) -> list[str]:
         for directory in dirs:
             series = [r["entropy/regular_rollout"] for r in read_metrics(directory / "metrics.jsonl")
                       if r["step"] >= 1 and "entropy/regular_rollout" in r]  # fmt: skip
-            windows = [sum(series[i : i + 10]) / 10 for i in range(0, max(1, len(series) - 9))]
+            windows = [sum(w) / len(w) for w in (series[i : i + 10] for i in range(0, max(1, len(series) - 9)))]
             first.append(sum(series[:10]) / len(series[:10]))
             last.append(sum(series[-10:]) / len(series[-10:]))
             change.append(last[-1] - first[-1])
@@ -223,9 +223,9 @@ def write_report(out: Path, command_line: str = "") -> Path:
         ("Main table: accuracy per level", tables_for(main, "Accuracy per level (%)")),
         ("Main table by band", tables_for(main, "Accuracy per band (%)", columns)),
     ]
-    if len(ablation) > 1:
+    if any(METHODS[m].group == "ablation" for m in ablation):
         sections.append(("Ablations", tables_for(ablation, "UEC-RL ablations, accuracy per band (%)", columns)))
-    if len(plus) > 1:
+    if any(METHODS[m].group == "plus" for m in plus):
         sections.append(("Beyond the paper", tables_for(plus, "UEC-RL options, accuracy per band (%)", columns)))
     if hard:
         title = f"pass@k on the hard levels ({', '.join(hard)}) (%)"

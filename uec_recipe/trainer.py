@@ -66,12 +66,14 @@ from uec_recipe.baselines import apply_entropy_advantage
 from uec_recipe.checkpoint import (
     STATE_FILE,
     buffer_rows,
+    buffered_images,
     iter_buffer_shards,
     pending_exploration,
     read_state,
     write_state,
 )
 from uec_recipe.eval.passk import validation_passk_metrics
+from uec_recipe.images import BufferedImages
 from uec_recipe.plain import from_plain
 from uec_recipe.rollout.agent_loop import TEMPERATURE_COLUMN
 
@@ -143,6 +145,8 @@ class UECTrainer(PPOTrainerSync):
         self.exploration_budget = (
             ExplorationBudget(ex.n, ex.budget_floor, ex.budget_cap) if ex.budget == "adaptive" else None
         )
+        self.buffered_images = BufferedImages()  # VLM rows' image inputs, once per prompt while buffered
+        self._image_source: dict[str, str] = {}  # this step's exploration uid -> the prompt uid it re-samples
 
     # ---- hooks around verl's loop ---------------------------------------------------------------------------
 
@@ -228,6 +232,7 @@ class UECTrainer(PPOTrainerSync):
             # 6. batch buffer: evict past capacity, then pop the oldest whole N0 blocks
             to_clear += [row.key for row in self.batch_buffer.extend(survivors)]
             update_rows = self.batch_buffer.pop_oldest(update_pop_size(len(self.batch_buffer), self.n0))
+            self._strip_images([row.key for row in self.batch_buffer.rows()])
             replay_due = self.uec.replay.enable and self.global_steps % self.uec.replay.frequency == 0
             # Without an update nothing is admitted this step, so the replay buffer's size is already known.
             replays = replay_due and (bool(update_rows) or whole_blocks(len(self.replay_buffer_rows), self.n0) > 0)
@@ -243,6 +248,7 @@ class UECTrainer(PPOTrainerSync):
                 admitted_keys = {row.key for row in admitted}
                 to_clear += [key for key in trained.keys if key not in admitted_keys]
                 to_clear += [row.key for row in self.replay_buffer_rows.extend(admitted)]
+                self._strip_images([row.key for row in admitted if row.key not in to_clear])
 
         # 7b. the stabilizer: an extra, separate update on replay rows every f_replay steps
         replayed = []
@@ -253,7 +259,11 @@ class UECTrainer(PPOTrainerSync):
             if replayed:
                 self._replay_update(replayed, metrics, timing_raw)
                 trained_tokens += sum(row.tag["seq_len"] for row in replayed)
+                self._strip_images([row.key for row in replayed])
 
+        self.buffered_images.release(to_clear)
+        self._image_source = {}
+        metrics["uec/buffered_image_bytes"] = self.buffered_images.bytes_held()
         metrics.update(self._uec_metrics(regular, difficult, exploration, kept_regular, kept_exploration, overlong))
         metrics.update(self._update_metrics(update_rows, replayed, trained_tokens))
         metrics.update(self._rollout_entropy_metrics(regular.meta, "entropy/regular_rollout"))
@@ -358,7 +368,7 @@ class UECTrainer(PPOTrainerSync):
         def fetch(keys):
             return tq.kv_batch_get(keys=keys, partition_id=PARTITION).cpu()
 
-        write_state(folder, meta, buffers, fetch, self._pending_exploration)
+        write_state(folder, meta, buffers, fetch, self._pending_exploration, self.buffered_images.state())
 
     def _restore_uec_state(self, folder: str, state: dict) -> None:
         for name, buffer in (("batch_buffer", self.batch_buffer), ("replay_buffer", self.replay_buffer_rows)):
@@ -373,6 +383,9 @@ class UECTrainer(PPOTrainerSync):
         self._pending_exploration = pending_exploration(state)
         if self.exploration_budget is not None and state.get("exploration_budget") is not None:
             self.exploration_budget.restore(from_plain(state["exploration_budget"]))
+        images = buffered_images(folder, state)
+        if images is not None:
+            self.buffered_images.load(images)
 
     # ---- the stages ---------------------------------------------------------------------------------------------
 
@@ -421,8 +434,8 @@ class UECTrainer(PPOTrainerSync):
         tu.assign_non_tensor_stack(batch, "uid", uids)
         tu.assign_non_tensor_stack(batch, "__rollout_n__", samples)
         tu.assign_non_tensor_stack(batch, TEMPERATURE_COLUMN, [float(self.uec.exploration.temperature)] * len(rows))
-        for uid, key, chance in zip(uids, keys, chances):
-            self._exploring[uid] = {"key": key, "chance": chance, "found": self.global_steps}
+        for uid, key, chance, source in zip(uids, keys, chances, difficult):
+            self._exploring[uid] = {"key": key, "chance": chance, "found": self.global_steps, "source": source}
         return batch
 
     def _generate_exploration(self, batch: TensorDict) -> KVBatchMeta:
@@ -456,6 +469,7 @@ class UECTrainer(PPOTrainerSync):
         """Per-prompt outcomes into the adaptive budget's history; what was expected vs what was found."""
         groups = group_rows(exploration.uids)
         plans = {uid: self._exploring.pop(uid) for uid in groups}
+        self._image_source.update({uid: plan["source"] for uid, plan in plans.items()})
         lag = [self.global_steps - plans[uid]["found"] for uid in groups]
         metrics = {"uec/exploration_lag": float(np.mean(lag))}  # steps between finding a prompt and exploring it
         if self.exploration_budget is None:
@@ -520,6 +534,15 @@ class UECTrainer(PPOTrainerSync):
         drop = (in_scope & overlong_positive(advantages, lengths, self.max_response_length)).tolist()
         return [r for r, d in zip(survivors, drop) if not d], [r for r, d in zip(survivors, drop) if d]
 
+    def _strip_images(self, keys: list[str]) -> None:
+        """Hand the image inputs of rows that stay buffered to ``buffered_images`` (uec_recipe/images.py)."""
+
+        def prompt_of(key: str) -> str:
+            uid = key.split("_")[0]
+            return self._image_source.get(uid, uid)  # exploration rows share the picture of the prompt they re-sample
+
+        self.buffered_images.strip(tq, PARTITION, keys, prompt_of)
+
     def _sleep_rollout_if_needed(self, trains: bool) -> None:
         """Sleep the rollout (free its memory) only when the trainer needs the device: an update or a save.
 
@@ -534,6 +557,7 @@ class UECTrainer(PPOTrainerSync):
 
     def _update_on_rows(self, rows: list[BufferedRow], metrics: dict, timing_raw: dict) -> KVBatchMeta:
         """One PPO update on buffered rows: fresh old/ref log-probs with the current weights, frozen advantages."""
+        self.buffered_images.restore(tq, PARTITION, [r.key for r in rows])
         batch = KVBatchMeta(partition_id=PARTITION, keys=[r.key for r in rows], tags=[dict(r.tag) for r in rows])
         batch.extra_info["temperature"] = self.base_temperature
         batch = self._balance_batch(batch, metrics=metrics)
@@ -579,6 +603,7 @@ class UECTrainer(PPOTrainerSync):
 
     def _replay_update(self, rows: list[BufferedRow], metrics: dict, timing_raw: dict) -> None:
         """The extra update: no log-prob recompute, so the worker reads the stored old/ref log-probs and advantages."""
+        self.buffered_images.restore(tq, PARTITION, [r.key for r in rows])
         batch = KVBatchMeta(partition_id=PARTITION, keys=[r.key for r in rows], tags=[dict(r.tag) for r in rows])
         batch.extra_info["temperature"] = self.base_temperature
         batch = self._balance_batch(batch, metrics={})

@@ -64,6 +64,10 @@ class FakeTransferQueue:
             self.cleared.append(key)
 
 
+def picture_inputs(picture: float) -> dict:
+    return {"pixel_values": torch.full((16, 6), picture), "image_grid_thw": torch.tensor([[1, 4, 4]])}
+
+
 def sample_spec(sample):
     """A scripted sample: a reward, or (reward, response length), or (reward, length, acc)."""
     if isinstance(sample, tuple):
@@ -81,13 +85,13 @@ class FakeRollout:
         self.store = store
         self.pending: deque = deque()  # (uid, [samples]) groups waiting to be "sampled"
 
-    def add_group(self, uid, samples):
-        self.pending.append((uid, samples))
+    def add_group(self, uid, samples, picture=None):
+        self.pending.append((uid, samples, picture))
 
     def sample(self, global_steps, partition_id, batch_size):
         keys, tags = [], []
         for _ in range(batch_size):
-            uid, samples = self.pending.popleft()
+            uid, samples, picture = self.pending.popleft()
             for session, sample in enumerate(samples):
                 reward, length, acc = sample_spec(sample)
                 key = f"{uid}_{session}_0"
@@ -100,13 +104,25 @@ class FakeRollout:
                     "rm_scores": scores,
                     "responses": torch.tensor([session] + [0] * (length - 1)),
                     "extra_fields": extra,
+                    # a vision-language row's processed picture (empty for text rows, as verl stores them)
+                    "multi_modal_inputs": {} if picture is None else picture_inputs(picture),
                 }
                 keys.append(key)
                 tags.append({"response_len": length, "seq_len": 10 + length})
         return KVBatchMeta(partition_id=partition_id, keys=keys, tags=tags), {}
 
 
-def make_trainer(monkeypatch, uec_overrides=None, prompts=2, n=4, steps=(), explorations=(), save_freq=-1, store=None):
+def make_trainer(
+    monkeypatch,
+    uec_overrides=None,
+    prompts=2,
+    n=4,
+    steps=(),
+    explorations=(),
+    save_freq=-1,
+    store=None,
+    pictures=False,
+):
     """A UECTrainer whose Ray-side methods are fakes.
 
     ``steps``: per step, one list of samples per prompt. ``explorations``: the G' samples of each exploration
@@ -141,19 +157,23 @@ def make_trainer(monkeypatch, uec_overrides=None, prompts=2, n=4, steps=(), expl
         uids = [f"p{trainer.global_steps}x{i}" for i in range(prompts)]
         batch = TensorDict({"dummy": torch.zeros(prompts)}, batch_size=[prompts])
         tu.assign_non_tensor_stack(batch, "uid", uids)
+        # with pictures, each prompt of each step shows its own picture (a value unique to the prompt)
+        values = [float(trainer.global_steps * 10 + i) if pictures else None for i in range(prompts)]
+        tu.assign_non_tensor_stack(batch, "picture", values)
         # a prompt's identity across steps: prompt i of every step is the same question
         tu.assign_non_tensor_stack(
             batch, "raw_prompt", [[{"role": "user", "content": f"q{i}"}] for i in range(prompts)]
         )
         trainer._step_prompts = batch
-        for uid, samples in zip(uids, script.popleft()):
-            trainer.replay_buffer.add_group(uid, samples)
+        for uid, samples, picture in zip(uids, script.popleft(), values):
+            trainer.replay_buffer.add_group(uid, samples, picture)
 
     def submit(batch):
         trainer.calls["explore"].append(batch)
-        for uid, n in zip(batch["uid"], batch["__rollout_n__"]):
+        for uid, n, picture in zip(batch["uid"], batch["__rollout_n__"], batch["picture"]):
             samples = list(exploration_script.popleft()) if exploration_script else []
-            trainer.replay_buffer.add_group(uid, (samples + [0.0] * n)[:n])  # the rollout draws n samples
+            # the rollout draws n samples of the same prompt, with the same picture
+            trainer.replay_buffer.add_group(uid, (samples + [0.0] * n)[:n], picture)
         return len(batch)
 
     def old_log_prob(batch, metrics):
@@ -164,6 +184,8 @@ def make_trainer(monkeypatch, uec_overrides=None, prompts=2, n=4, steps=(), expl
 
     def update_actor(batch, metrics):
         trainer.calls["update"].append(list(batch.keys))
+        inputs = [store.rows[k]["multi_modal_inputs"] for k in batch.keys]
+        trainer.calls.setdefault("update_inputs", []).append(inputs)
         metrics["actor/pg_loss"] = 0.0
         return batch
 
@@ -521,3 +543,38 @@ def test_a_checkpoint_without_uec_state_resumes_with_empty_buffers(monkeypatch, 
     trainer._load_checkpoint()
     assert f"{folder} has no uec_state.pt: resuming with empty buffers" in capsys.readouterr().out
     assert len(trainer.batch_buffer) == 0 and len(trainer.replay_buffer_rows) == 0
+
+
+def test_buffered_rows_hold_their_picture_once_per_prompt_and_train_on_it_whole(monkeypatch):
+    """A vision-language row's image inputs leave TransferQueue while the row waits in a buffer (one copy per
+    prompt is kept, exploration rows sharing their prompt's) and are back, identical, when an update reads it."""
+    trainer, store = make_trainer(
+        monkeypatch,
+        uec_overrides={"n0": 16, "replay": {"enable": False}},
+        steps=[[[1, 0, 0, 0], [0, 0, 0, 0]], [[1, 0, 0, 0], [0, 1, 0, 0]], [[0, 1, 1, 0], [1, 1, 1, 0]]],
+        explorations=[[1, 0, 0, 0]],
+        pictures=True,
+    )
+    run_step(trainer)  # 4 regular + 1 exploration survivors wait: two pictures (p1x0's, and p1x1's for e0)
+    buffered = [row.key for row in trainer.batch_buffer.rows()]
+    assert len(buffered) == 5 and all(store.rows[key]["multi_modal_inputs"] == {} for key in buffered)
+    assert len(trainer.buffered_images.inputs) == 2 and len(trainer.buffered_images) == 5
+    run_step(trainer)  # 13 rows wait, pictures of 4 prompts
+    assert len(trainer.buffered_images.inputs) == 4
+    metrics, cleared = run_step(trainer)  # 21 >= 16: an update on the oldest 16
+    (inputs,) = trainer.calls["update_inputs"]
+    for key, given in zip(trainer.calls["update"][0], inputs):
+        assert torch.equal(given["pixel_values"], picture_inputs(picture_of(key))["pixel_values"]), key
+    left = [row.key for row in trainer.batch_buffer.rows()]
+    assert all(store.rows[key]["multi_modal_inputs"] == {} for key in left)
+    assert set(trainer.buffered_images.owner) == set(left)  # trained rows let go of their pictures
+    assert metrics["uec/buffered_image_bytes"] == trainer.buffered_images.bytes_held() > 0
+
+
+def picture_of(key: str) -> float:
+    """The picture a row shows in the scenario above: step s, prompt i -> 10 s + i; e0 re-samples p1x1."""
+    uid = key.split("_")[0]
+    if uid == "e0":
+        return 11.0
+    step, prompt = uid[1:].split("x")
+    return float(int(step) * 10 + int(prompt))

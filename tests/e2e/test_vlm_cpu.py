@@ -68,3 +68,5 @@ def test_uec_stages_act_on_the_vision_task(vlm_run):
     assert all(r["num_images"] >= 1 for r in hot), "exploration re-samples lost their image"
     summary = (out / "summary.md").read_text()
     assert "difficult prompts found" in summary
+    # buffered rows leave their pictures to the trainer (once per prompt) while they wait
+    assert max(r["uec/buffered_image_bytes"] for r in rows) > 0

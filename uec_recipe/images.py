@@ -1,0 +1,117 @@
+"""Image inputs of buffered rows, held once per prompt instead of once per row (vision-language runs).
+
+verl's agent loop stores each trajectory's processed image inputs (``multi_modal_inputs``: ``pixel_values`` and
+``image_grid_thw``) with the trajectory in TransferQueue. At the paper's Geometry3K pixel limits that is about
+6 MiB per row, and the G samples of a prompt, and the G' exploration samples of a difficult one, hold identical
+copies: a batch buffer and a replay buffer of 2·N0 rows each would keep about 60 GiB of duplicated pixels. While a
+row waits in a buffer, its field in TransferQueue is emptied and one copy per prompt is kept here; it is put back
+just before an update reads the row, and emptied again if the row stays buffered. Text rows have no image inputs
+and are left alone. The copies are checked to be equal before they are shared, so training reads exactly what the
+rollout produced.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import torch
+
+FIELD = "multi_modal_inputs"
+
+
+def _same(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for name in a:
+        x, y = a[name], b[name]
+        if isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
+            if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.shape == y.shape):
+                return False
+            if not torch.equal(x, y):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def nbytes(inputs: dict) -> int:
+    return sum(v.numel() * v.element_size() for v in inputs.values() if isinstance(v, torch.Tensor))
+
+
+class BufferedImages:
+    """Who holds which image inputs: ``inputs`` per image id, ``owner`` per buffered row key, ``rows`` per image."""
+
+    def __init__(self):
+        self.inputs: dict[str, dict] = {}
+        self.owner: dict[str, str] = {}
+        self.rows: Counter = Counter()
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+    def bytes_held(self) -> int:
+        return sum(nbytes(inputs) for inputs in self.inputs.values())
+
+    def strip(self, tq, partition: str, keys: Sequence[str], prompt_of: Callable[[str], str]) -> int:
+        """Move the image inputs of ``keys`` out of TransferQueue (rows without images are skipped); returns the
+        bytes the rows no longer hold there."""
+        from tensordict import TensorDict
+        from verl.utils import tensordict_utils as tu
+
+        keys = [key for key in keys if key not in self.owner]
+        if not keys:
+            return 0
+        data = tq.kv_batch_get(keys=list(keys), partition_id=partition, select_fields=[FIELD])
+        if FIELD not in data.keys():
+            return 0
+        stripped, freed = [], 0
+        for key, inputs in zip(keys, list(data[FIELD])):
+            inputs = getattr(inputs, "data", inputs)
+            if not isinstance(inputs, dict) or not inputs:
+                continue
+            image_id = prompt_of(key)
+            held = self.inputs.get(image_id)
+            if held is not None and not _same(held, inputs):
+                image_id = key  # not the prompt's picture after all: keep this row's own copy
+            self.inputs.setdefault(image_id, inputs)
+            self.owner[key] = image_id
+            self.rows[image_id] += 1
+            stripped.append(key)
+            freed += nbytes(inputs)
+        if stripped:
+            fields = TensorDict({}, batch_size=[len(stripped)])
+            tu.assign_non_tensor_stack(fields, FIELD, [{} for _ in stripped])
+            tq.kv_batch_put(keys=stripped, partition_id=partition, fields=fields)
+        return freed
+
+    def restore(self, tq, partition: str, keys: Sequence[str]) -> None:
+        """Put the image inputs of the stripped ``keys`` back, for an update to read them."""
+        from tensordict import TensorDict
+        from verl.utils import tensordict_utils as tu
+
+        stripped = [key for key in keys if key in self.owner]
+        if not stripped:
+            return
+        fields = TensorDict({}, batch_size=[len(stripped)])
+        tu.assign_non_tensor_stack(fields, FIELD, [self.inputs[self.owner[key]] for key in stripped])
+        tq.kv_batch_put(keys=stripped, partition_id=partition, fields=fields)
+        self.release(stripped)  # TransferQueue holds them again; strip() takes them back if the rows stay buffered
+
+    def release(self, keys: Sequence[str]) -> None:
+        """Forget rows that left every buffer; a picture goes when its last row goes."""
+        for key in keys:
+            image_id = self.owner.pop(key, None)
+            if image_id is None:
+                continue
+            self.rows[image_id] -= 1
+            if self.rows[image_id] <= 0:
+                del self.rows[image_id]
+                self.inputs.pop(image_id, None)
+
+    def state(self) -> dict:
+        return {"inputs": self.inputs, "owner": self.owner}
+
+    def load(self, state: dict) -> None:
+        self.inputs, self.owner = dict(state["inputs"]), dict(state["owner"])
+        self.rows = Counter(self.owner.values())
