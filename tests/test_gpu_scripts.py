@@ -19,7 +19,7 @@ import yaml
 from uec_recipe.main_uec import DRY_RUN_HEADER
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ["uec", "grpo", "dapo", "kl_cov", "entropy_adv"]
+METHODS = ["uec", "uec_plus", "grpo", "dapo", "kl_cov", "entropy_adv"]
 # variables the scripts forward to the Ray workers: cleared from the test's environment unless a test sets them
 FORWARDED_UNLESS_GIVEN = ["VERL_FILE_LOGGER_PATH", "TENSORBOARD_DIR", "UEC_AGENT_REQUEST_LOG", "WANDB_MODE", "LOGGER"]
 
@@ -107,14 +107,17 @@ def check_engine_settings(config: dict) -> None:
 
 def check_method(config: dict, method: str) -> None:
     actor, algorithm, uec = config["actor_rollout_ref"]["actor"], config["algorithm"], config["uec"]
-    assert uec["enable"] is (method == "uec")
-    if method == "uec":
+    assert uec["enable"] is method.startswith("uec")
+    if method.startswith("uec"):
+        # the reference schedule and budget, or both options beyond the paper
+        options = ("pipelined", "adaptive") if method == "uec_plus" else ("sync", "fixed")
+        assert (uec["exploration"]["schedule"], uec["exploration"]["budget"]) == options
         assert algorithm["adv_estimator"] == "uec"
         assert (uec["exploration"]["n"], uec["exploration"]["temperature"]) == (20, 1.2)
         assert uec["exploration"]["retention"] == "positive" and uec["retention"]["regular_abs_adv"] == 0.05
         assert (uec["replay"]["adv_threshold"], uec["replay"]["capacity_multiple"], uec["replay"]["frequency"]) == (
             1.0,
-            2.0,
+            2,
             5,
         )
         assert config["actor_rollout_ref"]["rollout"]["agent"]["default_agent_loop"] == "uec_agent"
