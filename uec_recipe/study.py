@@ -157,7 +157,11 @@ def seed_overrides(seed: int) -> list[str]:
     ]
 
 
-def train_command(spec: RunSpec, demo: Demo, run_dir: Path, base_overrides: Sequence[str]) -> list[str]:
+def train_command(
+    spec: RunSpec, demo: Demo, run_dir: Path, base_overrides: Sequence[str], extra_overrides: Sequence[str] = ()
+) -> list[str]:
+    """The training run: the CPU, demo and study overrides, the run's own settings, the method's, then the
+    overrides given to the whole study (which win)."""
     method = METHODS[spec.method]
     return [
         sys.executable,
@@ -178,6 +182,7 @@ def train_command(spec: RunSpec, demo: Demo, run_dir: Path, base_overrides: Sequ
         f"trainer.default_local_dir={run_dir / 'checkpoints'}",
         *seed_overrides(spec.seed),
         *method.overrides,
+        *extra_overrides,
     ]
 
 
@@ -220,7 +225,13 @@ def _run_logged(command: Sequence[str], log: Path, env: dict) -> None:
 
 
 def run_one(
-    spec: RunSpec, demo: Demo, out: Path, eval_files: Sequence[Path], base_overrides: Sequence[str], eval_settings: dict
+    spec: RunSpec,
+    demo: Demo,
+    out: Path,
+    eval_files: Sequence[Path],
+    base_overrides: Sequence[str],
+    eval_settings: dict,
+    extra_overrides: Sequence[str] = (),
 ) -> dict:
     run_dir = out / "runs" / spec.method / f"seed{spec.seed}"
     if run_dir.exists():
@@ -228,7 +239,7 @@ def run_one(
     run_dir.mkdir(parents=True)
     env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(run_dir / "metrics.jsonl")}
     started = time.time()
-    command = train_command(spec, demo, run_dir, base_overrides)
+    command = train_command(spec, demo, run_dir, base_overrides, extra_overrides)
     (run_dir / "command.txt").write_text(" ".join(command) + "\n")
     _run_logged(command, run_dir / "train.log", env)
     trained = time.time()
@@ -316,12 +327,12 @@ def run_study(
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     base_overrides = shell_array(["cpu_overrides.sh", "demo_overrides.sh", "study_overrides.sh"], "STUDY_OVERRIDES")
-    base_overrides += list(extra_overrides)
+    everything = base_overrides + list(extra_overrides)  # what finished runs must share to be reused
     previous = out / "study.json"
     if previous.exists():
         earlier = json.loads(previous.read_text())
         same = (
-            earlier["overrides"] == base_overrides
+            earlier["overrides"] == everything
             and {"problems_per_level": None, **earlier["eval"]} == eval_settings
             and {r["steps"] for r in earlier["runs"]} == {specs[0].steps}
         )
@@ -334,7 +345,7 @@ def run_study(
         json.dumps(
             {
                 "runs": [asdict(s) for s in specs],
-                "overrides": base_overrides,
+                "overrides": everything,
                 "eval": eval_settings,
                 "demo": {k: str(v) for k, v in asdict(demo).items()},
             },
@@ -351,7 +362,7 @@ def run_study(
     progress = Progress(total=len(specs))
     for offset, spec in enumerate(todo):
         print(progress.line(done + offset + 1, spec, todo[offset:]), flush=True)
-        record = run_one(spec, demo, out, eval_files, base_overrides, eval_settings)
+        record = run_one(spec, demo, out, eval_files, base_overrides, eval_settings, extra_overrides)
         progress.record(spec.method, record["train_seconds"] + record["eval_seconds"])
         print(
             f"[study]   finished in {_clock(record['train_seconds'] + record['eval_seconds'])} "
