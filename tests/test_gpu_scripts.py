@@ -11,12 +11,14 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
-from uec_recipe.main_uec import DRY_RUN_HEADER
+from uec_recipe.main_uec import DRY_RUN_HEADER, dry_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ["uec", "uec_plus", "grpo", "dapo", "kl_cov", "entropy_adv"]
@@ -24,21 +26,45 @@ METHODS = ["uec", "uec_plus", "grpo", "dapo", "kl_cov", "entropy_adv"]
 FORWARDED_UNLESS_GIVEN = ["VERL_FILE_LOGGER_PATH", "TENSORBOARD_DIR", "UEC_AGENT_REQUEST_LOG", "WANDB_MODE", "LOGGER"]
 
 
-def compose(script: str, *overrides: str, cwd=None, **env_extra) -> tuple[list[dict], str]:
-    """Run a GPU script under DRY_RUN=1: every configuration it composes (in order) and its stderr."""
+# Stands in for python under DRY_RUN=1: records the command line a GPU script would run, one file per call. The
+# test then composes and checks each configuration in this process (uec_recipe.main_uec.dry_run_config, what the
+# script's `python -m uec_recipe.main_uec` does under UEC_DRY_RUN=1) instead of paying an interpreter start-up each.
+RECORDING_PYTHON = """#!/usr/bin/env bash
+printf '%s\\0' "$@" > "$UEC_RECORDED_CALLS/$(ls "$UEC_RECORDED_CALLS" | wc -l)"
+"""
+
+
+def compose(script: str, *overrides: str, cwd=None, real_python=False, **env_extra) -> tuple[list[dict], str]:
+    """Run a GPU script under DRY_RUN=1: every configuration it composes (in order) and its stderr.
+
+    ``real_python``: let the script start python itself (scripts that run python for more than the trainer).
+    """
     env = {**os.environ, "DRY_RUN": "1", "PYTHON": sys.executable, "DATA_DIR": "/data/uec", **env_extra}
     for name in FORWARDED_UNLESS_GIVEN:
         if name not in env_extra:
             env.pop(name, None)
-    result = subprocess.run(
-        ["bash", str(REPO / "run_scripts/gpu" / script), *overrides],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=cwd,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    with tempfile.TemporaryDirectory() as calls:
+        if not real_python:
+            shim = Path(calls) / "python"
+            shim.write_text(RECORDING_PYTHON)
+            shim.chmod(0o755)
+            (Path(calls) / "recorded").mkdir()
+            env.update(PYTHON=str(shim), UEC_RECORDED_CALLS=str(Path(calls) / "recorded"))
+        result = subprocess.run(
+            ["bash", str(REPO / "run_scripts/gpu" / script), *overrides],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            cwd=cwd,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        if not real_python:
+            recorded = sorted((Path(calls) / "recorded").iterdir(), key=lambda p: int(p.name))
+            commands = [p.read_bytes().decode().split("\0")[:-1] for p in recorded]
+            assert commands and all(c[:2] == ["-m", "uec_recipe.main_uec"] for c in commands), commands
+            configs = [OmegaConf.to_container(dry_run_config(c[2:]), resolve=True) for c in commands]
+            return configs, result.stderr
     assert "configuration composed and validated" in result.stderr
     # each configuration follows its header; the next run's log lines ("[time][logger][LEVEL] - ...") follow it
     parts = result.stdout.split(DRY_RUN_HEADER)[1:]
@@ -314,7 +340,7 @@ def test_a_real_launch_checks_packages_and_credentials_first(fake_vllm, tmp_path
 
 
 def test_smoke_composes_a_text_and_a_vlm_run(tmp_path):
-    configs, _ = compose("smoke.sh", SMOKE_DIR=str(tmp_path), LOGGER="console,wandb")
+    configs, _ = compose("smoke.sh", real_python=True, SMOKE_DIR=str(tmp_path), LOGGER="console,wandb")
     assert len(configs) == 2
     for label, config, steps in (("text", configs[0], 3), ("vlm", configs[1], 2)):
         arr, uec, trainer = config["actor_rollout_ref"], config["uec"], config["trainer"]

@@ -51,6 +51,18 @@ def check_datasets(config, dry_run: bool = False) -> None:
             validate_rl_parquet(path, require_images=None)
 
 
+def dry_run_config(overrides: list[str]):
+    """What ``UEC_DRY_RUN=1 python -m uec_recipe.main_uec OVERRIDES`` composes and checks, in this process."""
+    from hydra import compose, initialize_config_module
+    from verl.utils.device import auto_set_device
+
+    with initialize_config_module(config_module="uec_recipe.config", version_base=None):
+        config = compose(config_name="uec_trainer", overrides=list(overrides))
+    auto_set_device(config)
+    check_config(config, dry_run=True)
+    return config
+
+
 def run(config) -> None:
     from verl.utils.device import auto_set_device
 
