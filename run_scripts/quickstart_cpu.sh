@@ -70,6 +70,7 @@ main() {
     actor_rollout_ref.model.path="$DEMO_MODEL" data.train_files="$DEMO_TRAIN" data.val_files="$DEMO_TEST" \
     trainer.total_training_steps="$STEPS" trainer.test_freq="$STEPS" \
     trainer.experiment_name="quickstart-$TASK-$ALGO" trainer.default_local_dir="$OUT/checkpoints" \
+    hydra.run.dir="$OUT/hydra" \
     "${EXTRA_OVERRIDES[@]+"${EXTRA_OVERRIDES[@]}"}" > "$LOG" 2>&1 &
   local train_pid=$!
   # The console shows the recipe's own lines ([uec] progress, restores, warnings); verl's log stays in train.log.

@@ -180,6 +180,7 @@ def train_command(
         "actor_rollout_ref.actor.checkpoint.save_contents=[model,hf_model]",
         f"trainer.experiment_name=study-{spec.method}-seed{spec.seed}",
         f"trainer.default_local_dir={run_dir / 'checkpoints'}",
+        f"hydra.run.dir={run_dir / 'hydra'}",  # hydra's log folder, not ./outputs/<date> where the study runs
         *seed_overrides(spec.seed),
         *method.overrides,
         *extra_overrides,

@@ -116,3 +116,12 @@ def test_dry_run_composes_the_cpu_demo_configuration(demo):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "dry run" in result.stderr
     assert "name: hf" in result.stdout and "trainer_mode: uec" in result.stdout
+
+
+def test_uec_trainer_mode_without_a_uec_section_is_refused():
+    # verl's own main_ppo config has no uec section: trainer_mode=uec must not quietly train GRPO
+    from omegaconf import OmegaConf
+
+    bare = OmegaConf.create({"trainer": {"v1": {"trainer_mode": "uec"}}})
+    with pytest.raises(UECConfigError, match=r"\+uec.enable=true"):
+        load_and_validate(bare)

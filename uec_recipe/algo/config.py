@@ -371,6 +371,15 @@ def _micro_batch_problems(n0: int, config) -> list[str]:
 
 def load_and_validate(config) -> UECConfig:
     """Parse ``config.uec`` and raise one UECConfigError listing every problem."""
+    mode = config.get("trainer", {}).get("v1", {}).get("trainer_mode")
+    if config.get("uec") is None and mode == "uec":
+        # verl's own config (python -m verl.trainer.main_ppo) has no uec section: without one the trainer would
+        # quietly run verl's GRPO step
+        raise UECConfigError(
+            "trainer.v1.trainer_mode=uec but the configuration has no uec section: add +uec.enable=true (and the "
+            "knobs you change, e.g. +uec.exploration.n=20), or launch with python -m uec_recipe.main_uec, whose "
+            "configuration has it"
+        )
     uec = UECConfig.from_mapping(config.get("uec"))
     problems = validate(uec, config) + validate_common(config)
     if problems:

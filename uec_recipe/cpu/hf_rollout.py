@@ -408,8 +408,11 @@ class HFGenerationServer:
             state_dict = {}
         with self._generate_lock:
             missing, unexpected = self.model.load_state_dict(state_dict, strict=False)
-            # Tied embeddings appear once in the trainer's state dict; anything else missing is a real mismatch.
-            missing = [name for name in missing if "lm_head" not in name]
+            # Tied embeddings appear once in the trainer's state dict (the output layer is the input embedding);
+            # an untied model's lm_head is a weight of its own and must arrive like any other.
+            output, embedding = self.model.get_output_embeddings(), self.model.get_input_embeddings()
+            tied = output is not None and embedding is not None and output.weight is embedding.weight
+            missing = [name for name in missing if not (tied and "lm_head" in name)]
             if state_dict and (missing or unexpected):
                 raise RuntimeError(f"weight sync mismatch: missing={missing[:5]} unexpected={unexpected[:5]}")
             self.model.eval()
