@@ -28,12 +28,11 @@ from pathlib import Path
 from uec_recipe.demo.build import (
     DATA_SOURCE,
     DemoArtifacts,
-    answer_text,
     build_cached,
     build_tokenizer,
     cache_root,
+    digit_sum_batch,
     digit_sum_problem,
-    encode_example,
     rl_rows,
     supervised_warm_start,
 )
@@ -100,26 +99,12 @@ def build_llama_model(tokenizer, settings: LlamaSettings):
 
 def warm_start(model, tokenizer, settings: LlamaSettings, log=_log) -> dict:
     """Supervised next-token loss on the answer (``#### sum``), through the demo's shared loop."""
-    import torch
-
     rng = random.Random(settings.seed + 1)
     levels = list(settings.warm_start_levels)
     weights = [min(1.0, 2.0 ** -((level + 1) - 3)) for level in levels]
 
     def next_batch(_step):
-        examples = []
-        for _ in range(settings.warm_start_batch):
-            question, total = digit_sum_problem(rng.choices(levels, weights)[0], rng)
-            examples.append(encode_example(tokenizer, question, answer_text(total)))
-        width = max(len(ids) for ids, _ in examples)
-        input_ids = torch.full((len(examples), width), tokenizer.pad_token_id)
-        labels = torch.full((len(examples), width), -100)
-        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
-        for row, (ids, answer_start) in enumerate(examples):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention_mask[row, : len(ids)] = 1
-            labels[row, answer_start : len(ids)] = torch.tensor(ids[answer_start:])
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        return digit_sum_batch(tokenizer, rng, levels, weights, settings.warm_start_batch)
 
     return supervised_warm_start(model, settings, next_batch, log)
 

@@ -268,28 +268,34 @@ def supervised_warm_start(model, settings, next_batch, log=_log) -> dict:
     return {"final_loss": loss_value, "seconds": round(time.time() - started, 1)}
 
 
-def warm_start(model, tokenizer, settings: DemoSettings, log=_log) -> dict:
-    """Supervised warm start on the digit-sum ladder, loss on the answer only."""
+def digit_sum_batch(tokenizer, rng: random.Random, levels, weights, size: int) -> dict:
+    """One supervised batch of fresh digit sums, levels drawn with ``weights``: right-padded ids and mask, and
+    labels on the answer only (-100 elsewhere)."""
     import torch
 
+    examples = []
+    for _ in range(size):
+        question, total = digit_sum_problem(rng.choices(levels, weights)[0], rng)
+        examples.append(encode_example(tokenizer, question, answer_text(total)))
+    width = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), width), tokenizer.pad_token_id)
+    labels = torch.full((len(examples), width), -100)
+    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, (ids, answer_start) in enumerate(examples):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention_mask[row, : len(ids)] = 1
+        labels[row, answer_start : len(ids)] = torch.tensor(ids[answer_start:])
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def warm_start(model, tokenizer, settings: DemoSettings, log=_log) -> dict:
+    """Supervised warm start on the digit-sum ladder, loss on the answer only."""
     rng = random.Random(settings.seed + 1)
     levels = list(range(1, MAX_LEVEL + 1))
     weights = warm_start_level_weights()
 
     def next_batch(_step):
-        examples = []
-        for _ in range(settings.warm_start_batch):
-            question, total = digit_sum_problem(rng.choices(levels, weights)[0], rng)
-            examples.append(encode_example(tokenizer, question, answer_text(total)))
-        width = max(len(ids) for ids, _ in examples)
-        input_ids = torch.full((len(examples), width), tokenizer.pad_token_id)
-        labels = torch.full((len(examples), width), -100)
-        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
-        for row, (ids, answer_start) in enumerate(examples):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention_mask[row, : len(ids)] = 1
-            labels[row, answer_start : len(ids)] = torch.tensor(ids[answer_start:])
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        return digit_sum_batch(tokenizer, rng, levels, weights, settings.warm_start_batch)
 
     return supervised_warm_start(model, settings, next_batch, log)
 
@@ -401,11 +407,7 @@ def build_demo(settings: DemoSettings = DemoSettings(), root: Path | None = None
 
     build_cached(artifacts, "demo", build_into, log)
     ladder = artifacts.ladder()
-    log(
-        "[demo] task levels "
-        + ", ".join(f"L{level} {ladder.band_of(level)}" for level in ladder.task_levels())
-        + f" (cached in {artifacts.root})"
-    )
+    log(f"[demo] task levels {ladder.describe_task()} (cached in {artifacts.root})")
     return artifacts
 
 

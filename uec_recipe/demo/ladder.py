@@ -105,6 +105,10 @@ class Ladder:
     def band_of(self, level: int) -> str:
         return self.bands[level]
 
+    def describe_task(self, prefix: str = "L") -> str:
+        """The task's levels with their bands, e.g. ``L5 easy, L8 medium, L13 hard``."""
+        return ", ".join(f"{prefix}{level} {self.bands[level]}" for level in self.task_levels())
+
     def describe(self) -> str:
         return ", ".join(
             f"L{level} {self.bands[level]} (greedy {self.greedy[level]:.2f}, T=1 {self.sampled[level]:.2f})"

@@ -663,11 +663,7 @@ def build_vlm_demo(settings: VlmSettings = VlmSettings(), root: Path | None = No
 
     build_cached(artifacts, "vlm", build_into, log)
     ladder = artifacts.ladder()
-    log(
-        "[vlm] task counts "
-        + ", ".join(f"{count} {ladder.band_of(count)}" for count in ladder.task_levels())
-        + f" (cached in {artifacts.root})"
-    )
+    log(f"[vlm] task counts {ladder.describe_task(prefix='')} (cached in {artifacts.root})")
     return artifacts
 
 
