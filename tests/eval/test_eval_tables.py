@@ -89,15 +89,17 @@ def test_geometry_table_has_base_row_and_relative_improvement(runs_file, tmp_pat
     assert rows["UEC-RL"][rel] == "+37.9%"
     assert rows["GRPO"][rel] == "+0.0%"
     assert rows["Qwen2.5-VL-7B"][rel] == "-"
+    # the gains behind the relative improvement: 16.97 / 12.31 - 1 = 37.9%
+    assert rows["UEC-RL"]["Gain over base (points)"] == "+16.97" and rows["GRPO"]["Gain over base (points)"] == "+12.31"
     notes = " ".join(geometry.notes)
     assert "(method - base) / (GRPO - base) - 1" in notes
     assert "n=8" in notes and "temperature=0.6" in notes and "top_p=0.95" in notes and "grader=paper" in notes
     assert "the authors' scoring, mathruler" in notes and "comparable with the paper's tables" in notes
 
     markdown = (tmp_path / "out" / "tables.md").read_text()
-    assert "| UEC-RL | **55.41** | +37.9% |" in markdown
+    assert "| UEC-RL | **55.41** | +16.97 | +37.9% |" in markdown
     latex = (tmp_path / "out" / "tables.tex").read_text()
-    assert r"UEC-RL & \textbf{55.41} & +37.9\% \\" in latex
+    assert r"UEC-RL & \textbf{55.41} & +16.97 & +37.9\% \\" in latex
     assert "top\\_p=0.95" in latex
 
 

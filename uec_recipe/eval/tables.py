@@ -289,8 +289,18 @@ def accuracy_table(
         for i, (label, row) in enumerate(zip(labels, estimates, strict=True))
     ]
 
-    if base_label in results and reference in results:
+    if base_label in results:
         compared = header[-1]  # the single benchmark, or the Average
+        base_value = means[labels.index(base_label)][-1]
+        header.append("Gain over base (points)")
+        for label, row, mean_row in zip(labels, rows, means, strict=True):
+            value = mean_row[-1]
+            row.append(
+                "-" if label == base_label or None in (value, base_value) else f"{100 * (value - base_value):+.2f}"
+            )
+        notes.append(f"Gain over base: the row's {compared} minus the base model's, in percentage points.")
+    if base_label in results and reference in results:
+        compared = header[-2]  # the single benchmark, or the Average
         base_value = means[labels.index(base_label)][-1]
         reference_value = means[labels.index(reference)][-1]
         header.append(f"Rel. impr. over {reference}")
