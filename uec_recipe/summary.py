@@ -73,6 +73,14 @@ def _fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+# The demo's validation rows name their band of the difficulty ladder in the data source: show them in ladder order.
+BAND_ORDER = {"easy": 0, "between": 1, "medium": 2, "hard": 3}
+
+
+def ladder_order(data_source: str) -> tuple:
+    return (data_source.rsplit("/", 1)[0], BAND_ORDER.get(data_source.rsplit("/", 1)[-1], 9), data_source)
+
+
 def data_source_of(key: str, suffix_parts: int) -> str:
     """The data source inside a validation metric name (data sources may contain '/')."""
     return key.split("/", 1)[1].rsplit("/", suffix_parts)[0]
@@ -82,7 +90,7 @@ def passk_table(rows: list[dict], grader: str = "paper") -> list[str]:
     """Unbiased pass@k of each validation (logged by the trainer as val-passk/...), with n, T, top_p and grader."""
     lines = []
     for row in rows:
-        sources = sorted({data_source_of(k, 1) for k in row if k.startswith("val-passk/")})
+        sources = sorted({data_source_of(k, 1) for k in row if k.startswith("val-passk/")}, key=ladder_order)
         for source in sources:
             prefix = f"val-passk/{source}/"
             ks = sorted(int(k[len(prefix) + 5 :]) for k in row if k.startswith(prefix + "pass@"))
@@ -159,7 +167,10 @@ def build_summary(
         raise ValueError("no training step found in the metrics (did the run fail before its first step?)")
     lines = [f"# Run summary ({algo})", "", f"Steps trained: {len(training)}", ""]
     lines += ["| metric | start (steps) | end (steps) |", "|---|---|---|"]
-    val_keys = sorted({k for r in rows for k in r if k.startswith("val-core/") and "/acc/mean@" in k})
+    val_keys = sorted(
+        {k for r in rows for k in r if k.startswith("val-core/") and "/acc/mean@" in k},
+        key=lambda k: (ladder_order(data_source_of(k, 2)), k),
+    )
     tracked = [
         ("training accuracy (regular rollout)", "critic/score/mean"),
         *[(f"validation {data_source_of(k, 2)} {k.split('/')[-1]}", k) for k in val_keys],
