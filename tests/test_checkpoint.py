@@ -68,3 +68,18 @@ def test_state_loads_without_running_code(tmp_path, monkeypatch):
     else:
         raise AssertionError("a state that names code must not load")
     assert not (tmp_path / "ran").exists()
+
+
+def test_states_of_rotated_checkpoints_are_removed(tmp_path):
+    from uec_recipe.checkpoint import remove_orphaned_states
+
+    for step, has_actor in ((2, False), (4, True)):
+        folder = tmp_path / f"global_step_{step}"
+        (folder / "actor" if has_actor else folder).mkdir(parents=True)
+        for name in ("uec_state.pt", "uec_state.batch_buffer.0000.pt", "uec_state.images.pt"):
+            (folder / name).write_bytes(b"x")
+        (folder / "data.pt").write_bytes(b"x")  # verl's own file: not ours to delete
+    removed = remove_orphaned_states(tmp_path)
+    assert sorted(p.name for p in removed) == ["uec_state.batch_buffer.0000.pt", "uec_state.images.pt", "uec_state.pt"]
+    assert sorted(p.name for p in (tmp_path / "global_step_2").iterdir()) == ["data.pt"]
+    assert len(list((tmp_path / "global_step_4").glob("uec_state*"))) == 3

@@ -101,6 +101,22 @@ def write_state(
     return path
 
 
+def remove_orphaned_states(root: str | os.PathLike) -> list[Path]:
+    """Delete the UEC state of checkpoints whose model verl has rotated away; returns the files removed.
+
+    verl's ``trainer.max_actor_ckpt_to_keep`` removes ``global_step_N/actor`` of old checkpoints and nothing else,
+    so the buffers' shards (gigabytes at the paper's scale) would stay behind. A checkpoint that still has its
+    ``actor`` folder is left alone.
+    """
+    removed = []
+    for folder in sorted(Path(root).glob("global_step_*")):
+        if folder.is_dir() and not (folder / "actor").exists():
+            for path in folder.glob(f"{Path(STATE_FILE).stem}*"):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
 def read_state(path: str | os.PathLike) -> dict | None:
     """The saved index, or None when the checkpoint has none (e.g. a GRPO run's)."""
     path = Path(path)

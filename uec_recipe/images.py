@@ -40,26 +40,29 @@ def nbytes(inputs: dict) -> int:
 
 
 class BufferedImages:
-    """Who holds which image inputs: ``inputs`` per image id, ``owner`` per buffered row key, ``rows`` per image."""
+    """Who holds which image inputs: ``inputs`` per image id, ``owner`` per buffered row key (for as long as the row
+    is in a buffer, whether or not TransferQueue holds its picture at the moment), ``rows`` per image id, and
+    ``stripped``, the rows whose picture TransferQueue does not hold now."""
 
     def __init__(self):
         self.inputs: dict[str, dict] = {}
         self.owner: dict[str, str] = {}
         self.rows: Counter = Counter()
+        self.stripped: set[str] = set()
 
     def __len__(self) -> int:
-        return len(self.owner)
+        return len(self.stripped)
 
     def bytes_held(self) -> int:
         return sum(nbytes(inputs) for inputs in self.inputs.values())
 
     def strip(self, tq, partition: str, keys: Sequence[str], prompt_of: Callable[[str], str]) -> int:
         """Move the image inputs of ``keys`` out of TransferQueue (rows without images are skipped); returns the
-        bytes the rows no longer hold there."""
+        bytes the rows no longer hold there. A row seen before keeps the picture id it had."""
         from tensordict import TensorDict
         from verl.utils import tensordict_utils as tu
 
-        keys = [key for key in keys if key not in self.owner]
+        keys = [key for key in keys if key not in self.stripped]
         if not keys:
             return 0
         data = tq.kv_batch_get(keys=list(keys), partition_id=partition, select_fields=[FIELD])
@@ -70,13 +73,18 @@ class BufferedImages:
             inputs = getattr(inputs, "data", inputs)
             if not isinstance(inputs, dict) or not inputs:
                 continue
-            image_id = prompt_of(key)
+            image_id = self.owner.get(key) or prompt_of(key)
             held = self.inputs.get(image_id)
             if held is not None and not _same(held, inputs):
                 image_id = key  # not the prompt's picture after all: keep this row's own copy
-            self.inputs.setdefault(image_id, inputs)
-            self.owner[key] = image_id
-            self.rows[image_id] += 1
+                held = self.inputs.get(image_id)
+            if held is None:
+                self.inputs[image_id] = inputs
+            if self.owner.get(key) != image_id:
+                self._forget(key)
+                self.owner[key] = image_id
+                self.rows[image_id] += 1
+            self.stripped.add(key)
             stripped.append(key)
             freed += nbytes(inputs)
         if stripped:
@@ -90,28 +98,33 @@ class BufferedImages:
         from tensordict import TensorDict
         from verl.utils import tensordict_utils as tu
 
-        stripped = [key for key in keys if key in self.owner]
-        if not stripped:
+        restored = [key for key in keys if key in self.stripped]
+        if not restored:
             return
-        fields = TensorDict({}, batch_size=[len(stripped)])
-        tu.assign_non_tensor_stack(fields, FIELD, [self.inputs[self.owner[key]] for key in stripped])
-        tq.kv_batch_put(keys=stripped, partition_id=partition, fields=fields)
-        self.release(stripped)  # TransferQueue holds them again; strip() takes them back if the rows stay buffered
+        fields = TensorDict({}, batch_size=[len(restored)])
+        tu.assign_non_tensor_stack(fields, FIELD, [self.inputs[self.owner[key]] for key in restored])
+        tq.kv_batch_put(keys=restored, partition_id=partition, fields=fields)
+        self.stripped.difference_update(restored)  # the row keeps its picture id if it stays buffered
 
     def release(self, keys: Sequence[str]) -> None:
         """Forget rows that left every buffer; a picture goes when its last row goes."""
         for key in keys:
-            image_id = self.owner.pop(key, None)
-            if image_id is None:
-                continue
-            self.rows[image_id] -= 1
-            if self.rows[image_id] <= 0:
-                del self.rows[image_id]
-                self.inputs.pop(image_id, None)
+            self.stripped.discard(key)
+            self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        image_id = self.owner.pop(key, None)
+        if image_id is None:
+            return
+        self.rows[image_id] -= 1
+        if self.rows[image_id] <= 0:
+            del self.rows[image_id]
+            self.inputs.pop(image_id, None)
 
     def state(self) -> dict:
-        return {"inputs": self.inputs, "owner": self.owner}
+        return {"inputs": self.inputs, "owner": self.owner, "stripped": sorted(self.stripped)}
 
     def load(self, state: dict) -> None:
         self.inputs, self.owner = dict(state["inputs"]), dict(state["owner"])
         self.rows = Counter(self.owner.values())
+        self.stripped = set(state.get("stripped", self.owner))

@@ -259,16 +259,46 @@ def run_one(
     return record
 
 
-def evaluate_base(demo: Demo, out: Path, eval_files: Sequence[Path], eval_settings: dict) -> None:
-    """The warm-started policy before any RL: the tables' base row (seed 1's sampling seed)."""
+def check_finished_run(run_dir: Path, spec: RunSpec) -> None:
+    """A finished run is reused only if the method it ran is the method asked for now (preset and overrides)."""
+    record = json.loads((run_dir / "done.json").read_text())
+    method = METHODS[spec.method]
+    if record.get("preset") != method.preset or list(record.get("overrides", [])) != list(method.overrides):
+        raise SystemExit(
+            f"error: {run_dir} ran {record.get('preset')} with {record.get('overrides')}, but {spec.method} is now "
+            f"{method.preset} with {list(method.overrides)}: delete that folder to run it again, or use another --out"
+        )
+
+
+def evaluate_base(
+    demo: Demo, out: Path, eval_files: Sequence[Path], eval_settings: dict, seeds: Sequence[int] = (1,)
+) -> None:
+    """The warm-started policy before any RL (the tables' base row), sampled with each seed's sampling seed.
+
+    Evaluating the base model once per seed puts its sampling noise into the interval of every gain over it.
+    A study written before base seeds existed kept one evaluation in runs/base/eval: it becomes seed 1's.
+    """
     base = out / "runs" / "base"
-    if (base / "done.json").exists():
-        return
-    base.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    command = eval_command(demo.model, eval_files, base / "eval", 1, eval_settings)
-    _run_logged(command, base / "eval.log", dict(os.environ))
-    (base / "done.json").write_text(json.dumps({"eval_seconds": round(time.time() - started, 1)}))
+    if (base / "done.json").exists() and (base / "eval").is_dir():
+        (base / "seed1").mkdir(parents=True, exist_ok=True)
+        (base / "eval").rename(base / "seed1" / "eval")
+        (base / "done.json").rename(base / "seed1" / "done.json")
+        for log in ("eval.log",):
+            if (base / log).exists():
+                (base / log).rename(base / "seed1" / log)
+    for seed in seeds:
+        folder = base / f"seed{seed}"
+        if (folder / "done.json").exists():
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        print(f"[study] base model, sampling seed {seed}: evaluating", flush=True)
+        started = time.time()
+        _run_logged(
+            eval_command(demo.model, eval_files, folder / "eval", seed, eval_settings),
+            folder / "eval.log",
+            dict(os.environ),
+        )
+        (folder / "done.json").write_text(json.dumps({"eval_seconds": round(time.time() - started, 1)}))
 
 
 def code_version() -> dict:
@@ -355,8 +385,11 @@ def run_study(
     )
     eval_files = split_eval_by_level(demo, out / "eval_data")
     print(f"[study] held-out evaluation: {', '.join(f.stem for f in eval_files)}; {eval_settings}", flush=True)
-    evaluate_base(demo, out, eval_files, eval_settings)
+    evaluate_base(demo, out, eval_files, eval_settings, sorted({s.seed for s in specs}))
     todo = [s for s in specs if not (out / "runs" / s.method / f"seed{s.seed}" / "done.json").exists()]
+    for spec in specs:
+        if spec not in todo:
+            check_finished_run(out / "runs" / spec.method / f"seed{spec.seed}", spec)
     done = len(specs) - len(todo)
     if done:
         print(f"[study] {done} of {len(specs)} runs already finished in {out}: skipped", flush=True)

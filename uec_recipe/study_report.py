@@ -56,9 +56,23 @@ def band_of(benchmark: str) -> str:
     return benchmark.split("-", 1)[1]
 
 
+def base_eval_dirs(out: Path) -> list[Path]:
+    """The base model's evaluations, one per sampling seed (a study from before base seeds: its single one)."""
+    seeds = sorted(
+        (d.parent for d in (out / "runs" / "base").glob("seed*/done.json")),
+        key=lambda d: int(d.name.removeprefix("seed")),
+    )
+    if seeds:
+        return [d / "eval" for d in seeds]
+    legacy = out / "runs" / "base" / "eval"
+    if legacy.is_dir():
+        return [legacy]
+    raise SystemExit(f"error: {out / 'runs' / 'base'} holds no finished base-model evaluation: run the study first")
+
+
 def runs_spec(out: Path, runs: Mapping[str, Sequence[Path]], methods: Sequence[str]) -> dict[str, Any]:
     return {
-        "base": {"label": BASE_LABEL, "summaries": str(out / "runs" / "base" / "eval")},
+        "base": {"label": BASE_LABEL, "summaries": {"seeds": [str(d) for d in base_eval_dirs(out)]}},
         "reference": REFERENCE,
         "methods": {METHODS[m].label: {"seeds": [str(d / "eval") for d in runs[m]]} for m in methods if m in runs},
     }
@@ -107,10 +121,22 @@ def _fmt(estimate: Estimate | None, scale=100.0, digits=1, signed=False) -> str:
     return "-" if estimate is None else estimate.format(scale, digits, signed)
 
 
+def margin_kind(base_dirs: Sequence[Path]) -> str:
+    if len(base_dirs) > 1:
+        return f"mean ± Welch 95% interval, the base model sampled with {len(base_dirs)} seeds"
+    return "mean ± 95% interval over GRPO's seeds, the base model sampled once"
+
+
+def gain_over_base(method: Sequence[float], base: Sequence[float]) -> Estimate:
+    """A method's gain over the base model: Welch over both sets of sampling seeds, or over the method's seeds
+    against a single base evaluation."""
+    return difference(method, base) if len(base) > 1 else paired_difference(method, base[0])
+
+
 def claim_lines(out: Path, runs: Mapping[str, Sequence[Path]], benchmarks: Sequence[str]) -> list[str]:
     """The figures that decide the paper's claims on this task, each with its 95 % interval."""
     columns = band_columns(benchmarks)
-    base_dir = [out / "runs" / "base" / "eval"]
+    base_dirs = base_eval_dirs(out)
     lines = []
 
     def values(method, members, key="avg@n", k=None):
@@ -118,17 +144,17 @@ def claim_lines(out: Path, runs: Mapping[str, Sequence[Path]], benchmarks: Seque
 
     graded = [band for band in (MEDIUM, HARD) if band in columns]
     if "grpo" in runs and graded:
-        lines += ["", "**GRPO's learning margin** (GRPO − base model, percentage points, mean ± 95% interval):", ""]
-        for band in graded:
-            base = per_seed_band_values(base_dir, columns[band])[0]
-            margin = paired_difference(values("grpo", columns[band]), base)
-            verdict = "excludes 0" if margin.excludes_zero() else "does not exclude 0"
-            lines.append(f"- {band} levels ({', '.join(columns[band])}): {_fmt(margin, signed=True)} ({verdict})")
+        lines += [
+            "",
+            "**GRPO's learning margin** (GRPO − base model, percentage points, " + margin_kind(base_dirs) + "):",
+            "",
+        ]
         both = [b for band in graded for b in columns[band]]
-        base = per_seed_band_values(base_dir, both)[0]
-        margin = paired_difference(values("grpo", both), base)
-        verdict = "excludes 0" if margin.excludes_zero() else "does not exclude 0"
-        lines.append(f"- medium and hard together: {_fmt(margin, signed=True)} ({verdict})")
+        groups = [(f"{band} levels ({', '.join(columns[band])})", columns[band]) for band in graded]
+        for name, members in [*groups, ("medium and hard together", both)]:
+            margin = gain_over_base(values("grpo", members), per_seed_band_values(base_dirs, members))
+            verdict = "excludes 0" if margin.excludes_zero() else "does not exclude 0"
+            lines.append(f"- {name}: {_fmt(margin, signed=True)} ({verdict})")
     if "grpo" in runs and "uec" in runs:
         lines += ["", "**UEC-RL − GRPO** (percentage points, Welch 95% interval over seeds):", ""]
         for band, members in columns.items():
@@ -139,7 +165,7 @@ def claim_lines(out: Path, runs: Mapping[str, Sequence[Path]], benchmarks: Seque
             ks = sorted(
                 json.loads((runs["uec"][0] / "eval" / columns[HARD][0] / "summary.json").read_text())["pass@k"], key=int
             )
-            for k in (ks[0], ks[-1]):
+            for k in dict.fromkeys((ks[0], ks[-1])):  # the smallest and largest k, once each
                 gap = difference(values("uec", columns[HARD], "pass@k", k), values("grpo", columns[HARD], "pass@k", k))
                 verdict = "excludes 0" if gap.excludes_zero() else "does not exclude 0"
                 lines.append(f"- hard levels, pass@{k}: {_fmt(gap, signed=True)} ({verdict})")
@@ -273,7 +299,8 @@ def write_report(out: Path, command_line: str = "") -> Path:
         f"n = {evaluation['n']} times at temperature {evaluation['temperature']}, top_p {evaluation['top_p']}, "
         "graded by `uec_recipe.reward` (exact integer after `####`; grader paper and robust agree on this task). "
         "Accuracy is "
-        "avg@n; pass@k is the unbiased estimator.",
+        "avg@n; pass@k is the unbiased estimator. The base model (the warm-started policy before RL) is sampled "
+        f"with the runs' sampling seeds, {len(base_eval_dirs(out))} time(s); its row is the mean over them.",
         "",
         f"Difficulty ladder of the demo policy, measured when it was built ({ladder.samples_per_level} samples per "
         "level at T = 1); the study's levels are the task levels:",

@@ -70,6 +70,7 @@ from uec_recipe.checkpoint import (
     iter_buffer_shards,
     pending_exploration,
     read_state,
+    remove_orphaned_states,
     write_state,
 )
 from uec_recipe.eval.passk import validation_passk_metrics
@@ -198,24 +199,25 @@ class UECTrainer(PPOTrainerSync):
         with marked_timer("adv", timing_raw, color="brown"):
             regular = self._score(regular_meta)
         self._step_rows = regular.meta
+        exploration = None
+        if explored_meta is not None:  # pipelined: the exploration generated in this round, recorded before the
+            exploration = self._score_exploration(explored_meta, metrics, timing_raw)  # next split is planned
 
         # 2.-4. difficult prompts (accuracy 0 on every sample), exploration at T', advantages within its groups
         difficult = difficult_groups(regular.uids, regular.accuracy, self.uec.exploration.difficulty_threshold)
-        exploration = None
         if self.uec.exploration.enable and difficult:
             batch = self._exploration_batch(difficult)
             if not self.pipelined:
                 with marked_timer("gen_explore", timing_raw, color="red"):
                     explored_meta = self._generate_exploration(batch)
+                exploration = self._score_exploration(explored_meta, metrics, timing_raw)
             elif self.global_steps < self.total_training_steps:
                 self._pending_exploration = batch  # generated with the next step's regular rollout
             else:  # the last step: no next round generates it
                 for uid in batch["uid"]:
                     self._exploring.pop(uid, None)
-        if explored_meta is not None:
-            with marked_timer("adv", timing_raw, color="brown"):
-                exploration = self._score(explored_meta)
-            metrics.update(self._record_exploration(exploration))
+        if getattr(self, "curr_step_profile", False):
+            self._stop_rollout_profiling()  # verl stops it in on_sample_end, which the UEC step leaves to itself
         metrics["uec/exploration_pending"] = 0 if self._pending_exploration is None else len(self._pending_exploration)
 
         with marked_timer("uec_bookkeeping", timing_raw, color="white"):
@@ -331,6 +333,8 @@ class UECTrainer(PPOTrainerSync):
             folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
             self._write_uec_state(folder)
         super()._save_checkpoint()
+        if self.uec.enable:
+            remove_orphaned_states(self.config.trainer.default_local_dir)
 
     def _load_checkpoint(self):
         super()._load_checkpoint()
@@ -437,6 +441,12 @@ class UECTrainer(PPOTrainerSync):
         for uid, key, chance, source in zip(uids, keys, chances, difficult):
             self._exploring[uid] = {"key": key, "chance": chance, "found": self.global_steps, "source": source}
         return batch
+
+    def _score_exploration(self, meta: KVBatchMeta, metrics: dict, timing_raw: dict) -> ScoredRows:
+        with marked_timer("adv", timing_raw, color="brown"):
+            exploration = self._score(meta)
+        metrics.update(self._record_exploration(exploration))
+        return exploration
 
     def _generate_exploration(self, batch: TensorDict) -> KVBatchMeta:
         """The reference schedule: a second generation round in this step, for the difficult prompts only."""

@@ -56,6 +56,11 @@ def test_defaults_are_the_reference_settings():
         ("algorithm.adv_estimator=gae", "algorithm.adv_estimator='gae'"),
         ("critic.enable=True", "critic.enable=True"),
         ("actor_rollout_ref.actor.grad_clip=0.5", "actor_rollout_ref.actor.grad_clip=0.5"),
+        ("algorithm.norm_adv_by_std_in_grpo=False", "algorithm.norm_adv_by_std_in_grpo=False"),
+        ("reward.reward_model.enable=True", "reward.reward_model.enable=True"),
+        ("trainer.v1.sampler.sync_refill_failed_groups=True", "sync_refill_failed_groups=True"),
+        ("trainer.rollout_data_dir=/tmp/rollouts", "trainer.rollout_data_dir"),
+        ("uec.exploration.budget=adaptive uec.exploration.budget_floor=1", "budget_floor"),
         ("uec.replay.frequency=0", "uec.replay.frequency=0"),
         ("uec.n0=100", "uec.n0=100"),
         ("actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=7", "log_prob_micro_batch_size_per_gpu=7"),
@@ -72,7 +77,7 @@ def test_defaults_are_the_reference_settings():
 )
 def test_each_bad_value_is_named(override, key):
     with pytest.raises(UECConfigError) as error:
-        load_and_validate(composed(override))
+        load_and_validate(composed(*override.split()))
     assert key in str(error.value)
 
 
@@ -125,3 +130,14 @@ def test_uec_trainer_mode_without_a_uec_section_is_refused():
     bare = OmegaConf.create({"trainer": {"v1": {"trainer_mode": "uec"}}})
     with pytest.raises(UECConfigError, match=r"\+uec.enable=true"):
         load_and_validate(bare)
+
+
+def test_sequence_parallel_ranks_share_a_batch():
+    # 8 GPUs with sequence parallel 2 are 4 data-parallel ranks: N0 = 2560 gives each 640 rows, micro 128 divides it
+    config = composed(
+        "actor_rollout_ref.actor.ulysses_sequence_parallel_size=2",
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=128",
+        "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=128",
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=32",
+    )
+    load_and_validate(config)

@@ -578,3 +578,19 @@ def picture_of(key: str) -> float:
         return 11.0
     step, prompt = uid[1:].split("x")
     return float(int(step) * 10 + int(prompt))
+
+
+def test_pipelined_allocation_uses_the_exploration_recorded_in_the_same_step(monkeypatch):
+    # q1 is difficult at steps 1 and 2; step 2's round brings its first exploration: 3 of 4 correct
+    trainer, _ = make_trainer(
+        monkeypatch,
+        uec_overrides={"exploration": {"schedule": "pipelined", "budget": "adaptive"}},
+        steps=[[[1, 0, 0, 0], [0, 0, 0, 0]], [[1, 0, 0, 0], [0, 0, 0, 0]]],
+        explorations=[[1, 1, 1, 0]],
+    )
+    trainer.total_training_steps = 5
+    run_step(trainer)
+    run_step(trainer)
+    (plan,) = trainer._exploring.values()  # the split planned at step 2 for q1's second exploration
+    # its chance already counts the 3 successes in 4: (3 + 4 * mu) / (4 + 4), mu = (3 + 1) / (4 + 4) = 0.5
+    assert plan["chance"] == pytest.approx(0.625)

@@ -167,11 +167,12 @@ def validate(uec: UECConfig, config=None) -> list[str]:
         bad("exploration.budget", ex.budget, f"must be one of {EXPLORATION_BUDGETS} (reference: fixed)")
     if isinstance(ex.n, int) and ex.budget == "adaptive":
         cap = 2 * ex.n if ex.budget_cap is None else ex.budget_cap
-        if not isinstance(ex.budget_floor, int) or not isinstance(cap, int) or not 1 <= ex.budget_floor <= ex.n <= cap:
+        if not isinstance(ex.budget_floor, int) or not isinstance(cap, int) or not 2 <= ex.budget_floor <= ex.n <= cap:
             bad(
                 "exploration.budget_floor/budget_cap",
                 (ex.budget_floor, ex.budget_cap),
-                f"need integers with 1 <= budget_floor <= exploration.n ({ex.n}) <= budget_cap (null = 2·n)",
+                f"need integers with 2 <= budget_floor <= exploration.n ({ex.n}) <= budget_cap (null = 2·n): a "
+                "group of one sample has no advantage to compare",
             )
     if not _is_number(ex.difficulty_threshold) or not 0 < ex.difficulty_threshold <= 1:
         bad("exploration.difficulty_threshold", ex.difficulty_threshold, "must be in (0, 1] (reference 0.01)")
@@ -223,9 +224,19 @@ def update_batch_rows(uec: UECConfig, config) -> int:
     return int(config.data.train_batch_size) * int(config.actor_rollout_ref.rollout.n)
 
 
+def data_parallel_size(config) -> int:
+    """GPUs divided by the actor's sequence-parallel size: the ranks that each take a share of a batch."""
+    actor = config.actor_rollout_ref.actor
+    sp = max(
+        int(actor.get("ulysses_sequence_parallel_size", 1) or 1),
+        int(actor.get("fsdp_config", {}).get("ulysses_sequence_parallel_size", 1) or 1),
+    )
+    return max(1, int(config.trainer.n_gpus_per_node) * int(config.trainer.nnodes) // sp)
+
+
 def required_row_multiple(config) -> int:
     """Rows per update must split into whole PPO mini-batches across the data-parallel ranks."""
-    dp = int(config.trainer.n_gpus_per_node) * int(config.trainer.nnodes)
+    dp = data_parallel_size(config)
     mini = int(config.actor_rollout_ref.actor.ppo_mini_batch_size) * int(config.actor_rollout_ref.rollout.n)
     return math.lcm(dp, mini)
 
@@ -305,6 +316,29 @@ def _unsupported_under_uec(config) -> list[str]:
         problems.append(
             "critic.enable=True: the UEC step trains the actor only (GRPO has no critic); set critic.enable=null"
         )
+    if not config.algorithm.get("norm_adv_by_std_in_grpo", True):
+        problems.append(
+            "algorithm.norm_adv_by_std_in_grpo=False: the retention threshold |Â| > 0.05 and replay's A0 = 1 are "
+            "defined on std-normalised group advantages (paper §3); set it to True"
+        )
+    reward_model = config.get("reward", {}).get("reward_model", {}) or {}
+    if reward_model.get("enable", False) and not reward_model.get("enable_resource_pool", False):
+        problems.append(
+            "reward.reward_model.enable=True without reward.reward_model.enable_resource_pool: verl then scores "
+            "rollouts inside its own step, which the UEC step replaces, so no row would have a score; give the "
+            "reward model its own resource pool"
+        )
+    sampler = config.get("trainer", {}).get("v1", {}).get("sampler", {}) or {}
+    if sampler.get("sync_refill_failed_groups", False):
+        problems.append(
+            "trainer.v1.sampler.sync_refill_failed_groups=True: verl would refill a failed exploration group with "
+            "regular prompts while the UEC step waits for its groups; set it to False"
+        )
+    if config.get("trainer", {}).get("rollout_data_dir", None):
+        problems.append(
+            "trainer.rollout_data_dir: verl dumps the batch a step returns, which under UEC-RL is the list of rows "
+            "to delete, not the rollout; unset it (every step's metrics are in the file logger)"
+        )
     if config.algorithm.get("use_kl_in_reward", False):
         problems.append(
             "algorithm.use_kl_in_reward=True: the UEC step computes advantages from the reward alone (the paper "
@@ -337,7 +371,7 @@ def validate_common(config) -> list[str]:
 def _micro_batch_problems(n0: int, config) -> list[str]:
     """Each rank's share of an N0 update must split into whole micro-batches (verl asserts this mid-run)."""
     problems = []
-    dp = int(config.trainer.n_gpus_per_node) * int(config.trainer.nnodes)
+    dp = data_parallel_size(config)
     arr = config.actor_rollout_ref
     checks = [
         (

@@ -20,7 +20,8 @@ _Z975 = 1.959964
 
 
 def t_quantile_975(df: int) -> float:
-    """t(0.975, df): the table above for df <= 30, the normal quantile beyond (within 2 % of t at df = 31)."""
+    """t(0.975, df): the table above for df <= 30, the normal quantile beyond (4 % narrower than t at df = 31,
+    1 % at df = 120); the study's intervals have at most a few seeds, well inside the table."""
     if df < 1:
         raise ValueError(f"degrees of freedom must be >= 1, got {df}")
     return _T975[df - 1] if df <= len(_T975) else _Z975

@@ -229,7 +229,8 @@ def _bold_best(cells: list[list[float | None]]) -> list[set[int]]:
     for column in zip(*cells, strict=True):
         values = [v for v in column if v is not None]
         top = max(values) if values else None
-        best.append({i for i, v in enumerate(column) if v is not None and round(v, 2) == round(top, 2)})
+        # ties at the precision shown: cells print percentages with two decimals
+        best.append({i for i, v in enumerate(column) if v is not None and round(100 * v, 2) == round(100 * top, 2)})
     return best
 
 

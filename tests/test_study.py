@@ -1,0 +1,67 @@
+"""The study's bookkeeping without training: run order, reuse of finished runs, the base model's seeds and the
+gain over it (the end-to-end study test is tests/e2e/test_study_cpu.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from uec_recipe import study
+from uec_recipe.study_report import base_eval_dirs, gain_over_base
+
+
+def test_plan_runs_every_first_seed_before_any_second():
+    specs = study.plan(["grpo", "uec", "dapo"], seeds=2, other_seeds=1, steps=5)
+    assert [s.name for s in specs] == ["grpo/seed1", "uec/seed1", "dapo/seed1", "grpo/seed2", "uec/seed2"]
+    with pytest.raises(ValueError, match="unknown method"):
+        study.plan(["gpro"], 1, 1, 5)
+
+
+def test_a_finished_run_of_another_method_definition_is_refused(tmp_path):
+    run = tmp_path / "runs" / "dapo" / "seed1"
+    run.mkdir(parents=True)
+    method = study.METHODS["dapo"]
+    (run / "done.json").write_text(json.dumps({"preset": method.preset, "overrides": list(method.overrides)}))
+    study.check_finished_run(run, study.RunSpec("dapo", 1, 5))  # the same definition: reused
+    (run / "done.json").write_text(json.dumps({"preset": "dapo", "overrides": []}))
+    with pytest.raises(SystemExit, match="delete that folder"):
+        study.check_finished_run(run, study.RunSpec("dapo", 1, 5))
+
+
+def _finished_base_eval(folder: Path) -> None:
+    (folder / "eval" / "L08-medium").mkdir(parents=True)
+    (folder / "eval" / "L08-medium" / "summary.json").write_text(json.dumps({"avg@n": 0.25}))
+    (folder / "done.json").write_text("{}")
+
+
+def test_a_single_base_evaluation_from_an_older_study_becomes_seed_one(tmp_path):
+    base = tmp_path / "runs" / "base"
+    _finished_base_eval(base)
+    (base / "eval.log").write_text("log")
+    demo = study.Demo(*(tmp_path / n for n in ("model", "train", "test", "eval", "report")))
+    assert base_eval_dirs(tmp_path) == [base / "eval"]  # the report reads the old layout as it is
+    study.evaluate_base(demo, tmp_path, [], study.EVAL, seeds=[1])  # seed 1 finished: nothing is sampled
+    assert base_eval_dirs(tmp_path) == [base / "seed1" / "eval"]
+    assert json.loads((base / "seed1" / "eval" / "L08-medium" / "summary.json").read_text()) == {"avg@n": 0.25}
+    assert (base / "seed1" / "eval.log").read_text() == "log" and not (base / "eval").exists()
+
+
+def test_base_seeds_are_read_in_seed_order_and_unfinished_ones_are_ignored(tmp_path):
+    base = tmp_path / "runs" / "base"
+    for seed in (10, 2, 1):
+        _finished_base_eval(base / f"seed{seed}")
+    (base / "seed3" / "eval").mkdir(parents=True)  # interrupted: no done.json
+    assert base_eval_dirs(tmp_path) == [base / f"seed{k}" / "eval" for k in (1, 2, 10)]
+    with pytest.raises(SystemExit, match="no finished base-model evaluation"):
+        base_eval_dirs(tmp_path / "elsewhere")
+
+
+def test_the_gain_over_base_carries_the_base_models_sampling_noise():
+    grpo = [0.30, 0.32, 0.31]
+    one_base = gain_over_base(grpo, [0.25])
+    assert one_base.mean == pytest.approx(0.06)
+    several = gain_over_base(grpo, [0.22, 0.25, 0.28])
+    assert several.mean == pytest.approx(0.06)
+    assert several.half_width > one_base.half_width  # the base model's spread widens the interval
