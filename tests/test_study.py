@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from uec_recipe import study
-from uec_recipe.study_report import base_eval_dirs, gain_over_base
+from uec_recipe.study_report import base_eval_dirs, gain_over_base, relative_improvement_note
 
 
 def test_plan_runs_every_first_seed_before_any_second():
@@ -65,3 +65,26 @@ def test_the_gain_over_base_carries_the_base_models_sampling_noise():
     several = gain_over_base(grpo, [0.22, 0.25, 0.28])
     assert several.mean == pytest.approx(0.06)
     assert several.half_width > one_base.half_width  # the base model's spread widens the interval
+
+
+def _finished_run(folder: Path, average: float) -> Path:
+    (folder / "eval" / "L08-medium").mkdir(parents=True)
+    (folder / "eval" / "L08-medium" / "summary.json").write_text(json.dumps({"avg@n": average}))
+    (folder / "done.json").write_text("{}")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("grpo", "left_out"),
+    [([0.26, 0.24, 0.27], True), ([0.40, 0.42, 0.41], False), ([0.41], True)],
+    ids=["gain-within-noise", "clear-gain", "one-seed-no-interval"],
+)
+def test_the_relative_improvement_over_grpo_is_left_out_when_grpos_gain_includes_zero(tmp_path, grpo, left_out):
+    for seed, value in enumerate((0.24, 0.25, 0.26), start=1):
+        _finished_run(tmp_path / "runs" / "base" / f"seed{seed}", value)
+    runs = {"grpo": [_finished_run(tmp_path / "runs" / "grpo" / f"seed{k}", v) for k, v in enumerate(grpo, 1)]}
+    note = relative_improvement_note(tmp_path, runs, ["L08-medium"])
+    assert bool(note) == left_out
+    if left_out:
+        assert ("no interval" if len(grpo) == 1 else "includes 0") in note
+    assert relative_improvement_note(tmp_path, {}, ["L08-medium"]) == ""  # no GRPO run: nothing to divide by

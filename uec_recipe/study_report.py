@@ -180,6 +180,27 @@ def claim_lines(out: Path, runs: Mapping[str, Sequence[Path]], benchmarks: Seque
     return lines
 
 
+def relative_improvement_note(out: Path, runs: Mapping[str, Sequence[Path]], benchmarks: Sequence[str]) -> str:
+    """Why the tables leave out the paper's relative improvement over GRPO, or "" when they show it.
+
+    (method − base) / (GRPO − base) − 1 divides by GRPO's gain over the base model; when the interval of that gain
+    includes 0 the ratio can take any size or sign, so it is left out rather than printed as if it meant something.
+    """
+    if "grpo" not in runs:
+        return ""
+    grpo = per_seed_band_values([d / "eval" for d in runs["grpo"]], benchmarks)
+    gain = gain_over_base(grpo, per_seed_band_values(base_eval_dirs(out), benchmarks))
+    if gain.excludes_zero():
+        return ""
+    why = "has no interval" if gain.half_width is None else "has an interval that includes 0"
+    return (
+        "The paper's relative improvement over GRPO, (method − base) / (GRPO − base) − 1, is left out of these "
+        f"tables: GRPO's gain over the base model on the Average, {_fmt(gain, signed=True)} points, {why}, so the "
+        "ratio could take any size or sign. Read the differences and their intervals in "
+        '"What the intervals allow one to say" instead.'
+    )
+
+
 def entropy_lines(runs: Mapping[str, Sequence[Path]]) -> list[str]:
     """Entropy of the regular rollout: first 10 vs last 10 steps, and the spread over the run, per method."""
     lines = [
@@ -237,8 +258,12 @@ def write_report(out: Path, command_line: str = "") -> Path:
     everything = [m for m in METHODS if m in runs]
     hard = columns.get(HARD, [])
 
+    ratio_note = relative_improvement_note(out, runs, benchmarks)
+
     def tables_for(methods, title, cols=None, kind="accuracy", members=None):
         spec = runs_spec(out, runs, methods)
+        if ratio_note:
+            spec["reference"] = None  # no relative-improvement column (ratio_note says why)
         table = {"title": title, "benchmarks": list(members or benchmarks), "kind": kind}
         if cols:
             table["columns"] = cols
@@ -314,7 +339,8 @@ def write_report(out: Path, command_line: str = "") -> Path:
     for title, table in sections:
         lines += [f"## {title}", "", tables_module.to_markdown(table)]
     lines += [
-        "The relative improvement divides by GRPO's gain over the base model; when that gain is small it swings "
+        ratio_note
+        or "The relative improvement divides by GRPO's gain over the base model; when that gain is small it swings "
         "widely and says little (read the differences with their intervals above instead).",
         "",
         "## Entropy of the regular rollout",
