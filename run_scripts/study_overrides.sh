@@ -1,7 +1,7 @@
 # The reproduction study's settings (run_scripts/reproduce_cpu.sh): the CPU and demo overrides, then what the study
 # changes. Needs ROOT (the repository) and cpu_overrides.sh + demo_overrides.sh sourced first.
-# Sized so that plain GRPO measurably learns on the demo task within the study's step budget (measured in
-# docs/results.md); every UEC-RL knob is the paper's (arXiv 2604.14646 §3), not the quickstart's demo values.
+# Sized for GRPO to learn on the demo task within the study's step budget (how much it does, with its interval, is
+# in docs/results.md); every UEC-RL knob is the paper's (arXiv 2604.14646 §3), not the quickstart's demo values.
 STUDY_OVERRIDES=(
   "${CPU_OVERRIDES[@]}" "${DEMO_OVERRIDES[@]}"
   data.train_batch_size=32 actor_rollout_ref.rollout.n=5          # P x G = N0 = 160 rows (paper 512 x 5)
