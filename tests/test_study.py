@@ -19,6 +19,30 @@ def test_plan_runs_every_first_seed_before_any_second():
         study.plan(["gpro"], 1, 1, 5)
 
 
+def _planned_by_command_line(monkeypatch, tmp_path, *args) -> list:
+    """The runs `python -m uec_recipe.study run` would start, without starting them."""
+    planned = []
+    monkeypatch.setattr(study, "run_study", lambda out, specs, *rest, **kw: planned.extend(specs))
+    for key in ("MODEL", "TRAIN", "TEST", "REPORT"):
+        monkeypatch.setenv(f"DEMO_{key}", str(tmp_path / key.lower()))
+    assert study.main(["run", "--out", str(tmp_path / "out"), *args]) == 0
+    return planned
+
+
+def test_the_full_study_runs_the_papers_comparisons_and_the_options_only_on_request(monkeypatch, tmp_path):
+    specs = _planned_by_command_line(monkeypatch, tmp_path)
+    counts = {m: sum(s.method == m for s in specs) for m in {s.method for s in specs}}
+    assert counts == {
+        "grpo": 3, "uec": 3, "dapo": 2, "kl_cov": 2, "entropy_adv": 2,
+        "uec_no_exploration": 2, "uec_no_replay": 2, "uec_no_retention": 2,
+    }  # fmt: skip
+    assert {s.steps for s in specs} == {study.DEFAULT_STEPS}
+    options = _planned_by_command_line(monkeypatch, tmp_path, "--methods", "uec_plus,uec_adaptive", "--steps", "7")
+    assert [s.name for s in options] == ["uec_plus/seed1", "uec_adaptive/seed1", "uec_plus/seed2", "uec_adaptive/seed2"]
+    quick = _planned_by_command_line(monkeypatch, tmp_path, "--quick")
+    assert [(s.name, s.steps) for s in quick] == [("grpo/seed1", study.QUICK_STEPS), ("uec/seed1", study.QUICK_STEPS)]
+
+
 def test_a_finished_run_of_another_method_definition_is_refused(tmp_path):
     run = tmp_path / "runs" / "dapo" / "seed1"
     run.mkdir(parents=True)
