@@ -61,7 +61,7 @@ METHODS: dict[str, Method] = {
 CORE = ("grpo", "uec")  # the methods the claims are about: at least 3 seeds each
 QUICK_METHODS = CORE
 # The full study: the paper's comparisons (its methods and ablations). The options beyond the paper run on request
-# (--methods uec_plus,uec_pipelined,uec_adaptive): with them the study would not fit its 3-hour budget on 2 cores.
+# (--methods uec_plus,uec_pipelined,uec_adaptive): their 6 runs take the study from about 3 to 4.3 hours (2 cores).
 DEFAULT_METHODS = tuple(name for name, method in METHODS.items() if method.group != "plus")
 DEFAULT_STEPS, QUICK_STEPS = 80, 30
 EVAL = {"n": 16, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 16}  # sampling of the held-out evaluation
