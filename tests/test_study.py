@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from uec_recipe import study
-from uec_recipe.study_report import base_eval_dirs, gain_over_base, relative_improvement_note
+from uec_recipe.study_report import base_eval_dirs, claim_lines, gain_over_base, relative_improvement_note
 
 
 def test_plan_runs_every_first_seed_before_any_second():
@@ -112,3 +112,35 @@ def test_the_relative_improvement_over_grpo_is_left_out_when_grpos_gain_includes
     if left_out:
         assert ("no interval" if len(grpo) == 1 else "includes 0") in note
     assert relative_improvement_note(tmp_path, {}, ["L08-medium"]) == ""  # no GRPO run: nothing to divide by
+
+
+def _finished_levels(folder: Path, accuracy: dict[str, float]) -> Path:
+    for benchmark, value in accuracy.items():
+        (folder / "eval" / benchmark).mkdir(parents=True)
+        (folder / "eval" / benchmark / "summary.json").write_text(json.dumps({"avg@n": value, "pass@k": {"1": value}}))
+    (folder / "done.json").write_text("{}")
+    return folder
+
+
+def test_each_baseline_is_compared_with_uec_rl_per_band_with_welchs_interval(tmp_path):
+    levels = ["L08-medium", "L13-hard"]
+    seeds = {
+        "uec": [(0.50, 0.10), (0.46, 0.12), (0.48, 0.11)],
+        "dapo": [(0.52, 0.07), (0.53, 0.08)],
+        "uec_no_replay": [(0.40, 0.09), (0.41, 0.08)],  # an ablation: its own block, not a baseline line
+    }
+    runs = {
+        method: [
+            _finished_levels(tmp_path / "runs" / method / f"seed{k}", dict(zip(levels, v))) for k, v in enumerate(vs, 1)
+        ]
+        for method, vs in seeds.items()
+    }
+    _finished_levels(tmp_path / "runs" / "base" / "seed1", dict(zip(levels, (0.40, 0.04))))
+    lines = claim_lines(tmp_path, runs, levels)
+    baseline_lines = [line for line in lines if line.startswith("- DAPO")]
+    assert baseline_lines == [
+        # by hand: medium 0.525 - 0.480, se = sqrt(0.02^2/3 + 0.00707^2/2) = 0.01258, Welch df 2.6 -> 2, t = 4.303;
+        # hard 0.075 - 0.110, se = sqrt(0.01^2/3 + 0.00707^2/2) = 0.00764, df 2.9 -> 2
+        "- DAPO (2 seeds): medium +4.5 ± 5.4 (does not exclude 0), hard -3.5 ± 3.3 (excludes 0)"
+    ]
+    assert not any(line.startswith("- w/o replay (") for line in lines)

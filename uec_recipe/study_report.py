@@ -17,7 +17,7 @@ from uec_recipe.demo.ladder import BANDS, HARD, MEDIUM, Ladder, band_table
 from uec_recipe.eval import curves as curves_module
 from uec_recipe.eval import tables as tables_module
 from uec_recipe.eval.stats import Estimate, difference, mean_ci, paired_difference
-from uec_recipe.study import METHODS, machine_description
+from uec_recipe.study import CORE, METHODS, machine_description
 from uec_recipe.summary import read_metrics
 
 BASE_LABEL = "Base (warm start)"
@@ -169,6 +169,16 @@ def claim_lines(out: Path, runs: Mapping[str, Sequence[Path]], benchmarks: Seque
                 gap = difference(values("uec", columns[HARD], "pass@k", k), values("grpo", columns[HARD], "pass@k", k))
                 verdict = "excludes 0" if gap.excludes_zero() else "does not exclude 0"
                 lines.append(f"- hard levels, pass@{k}: {_fmt(gap, signed=True)} ({verdict})")
+    baselines = [m for m in METHODS if METHODS[m].group == "main" and m not in CORE and m in runs]
+    if "uec" in runs and baselines and graded:
+        lines += ["", "**Baselines − UEC-RL** (percentage points, Welch 95% interval over seeds):", ""]
+        for method in baselines:
+            parts = []
+            for band in graded:
+                gap = difference(values(method, columns[band]), values("uec", columns[band]))
+                verdict = "excludes 0" if gap.excludes_zero() else "does not exclude 0"
+                parts.append(f"{band} {_fmt(gap, signed=True)} ({verdict})")
+            lines.append(f"- {METHODS[method].label} ({len(runs[method])} seeds): {', '.join(parts)}")
     ablations = [m for m in METHODS if METHODS[m].group == "ablation" and m in runs]
     if "uec" in runs and ablations:
         lines += ["", "**Ablations** (variant − UEC-RL, medium and hard levels together, Welch 95% interval):", ""]
