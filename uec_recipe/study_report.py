@@ -178,7 +178,8 @@ def claim_lines(out: Path, runs: Mapping[str, Sequence[Path]], benchmarks: Seque
                 gap = difference(values(method, columns[band]), values("uec", columns[band]))
                 verdict = "excludes 0" if gap.excludes_zero() else "does not exclude 0"
                 parts.append(f"{band} {_fmt(gap, signed=True)} ({verdict})")
-            lines.append(f"- {METHODS[method].label} ({len(runs[method])} seeds): {', '.join(parts)}")
+            seeds = f"{len(runs[method])} seed{'s' if len(runs[method]) > 1 else ''}"
+            lines.append(f"- {METHODS[method].label} ({seeds}): {', '.join(parts)}")
     ablations = [m for m in METHODS if METHODS[m].group == "ablation" and m in runs]
     if "uec" in runs and ablations:
         lines += ["", "**Ablations** (variant − UEC-RL, medium and hard levels together, Welch 95% interval):", ""]
