@@ -91,11 +91,16 @@ def test_the_gain_over_base_carries_the_base_models_sampling_noise():
     assert several.half_width > one_base.half_width  # the base model's spread widens the interval
 
 
-def _finished_run(folder: Path, average: float) -> Path:
-    (folder / "eval" / "L08-medium").mkdir(parents=True)
-    (folder / "eval" / "L08-medium" / "summary.json").write_text(json.dumps({"avg@n": average}))
+def _finished_levels(folder: Path, accuracy: dict[str, float]) -> Path:
+    for benchmark, value in accuracy.items():
+        (folder / "eval" / benchmark).mkdir(parents=True)
+        (folder / "eval" / benchmark / "summary.json").write_text(json.dumps({"avg@n": value, "pass@k": {"1": value}}))
     (folder / "done.json").write_text("{}")
     return folder
+
+
+def _finished_run(folder: Path, average: float) -> Path:
+    return _finished_levels(folder, {"L08-medium": average})
 
 
 @pytest.mark.parametrize(
@@ -112,14 +117,6 @@ def test_the_relative_improvement_over_grpo_is_left_out_when_grpos_gain_includes
     if left_out:
         assert ("no interval" if len(grpo) == 1 else "includes 0") in note
     assert relative_improvement_note(tmp_path, {}, ["L08-medium"]) == ""  # no GRPO run: nothing to divide by
-
-
-def _finished_levels(folder: Path, accuracy: dict[str, float]) -> Path:
-    for benchmark, value in accuracy.items():
-        (folder / "eval" / benchmark).mkdir(parents=True)
-        (folder / "eval" / benchmark / "summary.json").write_text(json.dumps({"avg@n": value, "pass@k": {"1": value}}))
-    (folder / "done.json").write_text("{}")
-    return folder
 
 
 def test_each_baseline_is_compared_with_uec_rl_per_band_with_welchs_interval(tmp_path):

@@ -121,6 +121,12 @@ def _fmt(estimate: Estimate | None, scale=100.0, digits=1, signed=False) -> str:
     return "-" if estimate is None else estimate.format(scale, digits, signed)
 
 
+def _with_verdict(estimate: Estimate) -> str:
+    """A signed difference in points with its interval and whether that interval excludes 0."""
+    verdict = "excludes 0" if estimate.excludes_zero() else "does not exclude 0"
+    return f"{_fmt(estimate, signed=True)} ({verdict})"
+
+
 def margin_kind(base_dirs: Sequence[Path]) -> str:
     if len(base_dirs) > 1:
         return f"mean ± Welch 95% interval, the base model sampled with {len(base_dirs)} seeds"
@@ -153,31 +159,27 @@ def claim_lines(out: Path, runs: Mapping[str, Sequence[Path]], benchmarks: Seque
         groups = [(f"{band} levels ({', '.join(columns[band])})", columns[band]) for band in graded]
         for name, members in [*groups, ("medium and hard together", both)]:
             margin = gain_over_base(values("grpo", members), per_seed_band_values(base_dirs, members))
-            verdict = "excludes 0" if margin.excludes_zero() else "does not exclude 0"
-            lines.append(f"- {name}: {_fmt(margin, signed=True)} ({verdict})")
+            lines.append(f"- {name}: {_with_verdict(margin)}")
     if "grpo" in runs and "uec" in runs:
         lines += ["", "**UEC-RL − GRPO** (percentage points, Welch 95% interval over seeds):", ""]
         for band, members in columns.items():
             gap = difference(values("uec", members), values("grpo", members))
-            verdict = "excludes 0" if gap.excludes_zero() else "does not exclude 0"
-            lines.append(f"- {band}: accuracy {_fmt(gap, signed=True)} ({verdict})")
+            lines.append(f"- {band}: accuracy {_with_verdict(gap)}")
         if HARD in columns:
             ks = sorted(
                 json.loads((runs["uec"][0] / "eval" / columns[HARD][0] / "summary.json").read_text())["pass@k"], key=int
             )
             for k in dict.fromkeys((ks[0], ks[-1])):  # the smallest and largest k, once each
                 gap = difference(values("uec", columns[HARD], "pass@k", k), values("grpo", columns[HARD], "pass@k", k))
-                verdict = "excludes 0" if gap.excludes_zero() else "does not exclude 0"
-                lines.append(f"- hard levels, pass@{k}: {_fmt(gap, signed=True)} ({verdict})")
+                lines.append(f"- hard levels, pass@{k}: {_with_verdict(gap)}")
     baselines = [m for m in METHODS if METHODS[m].group == "main" and m not in CORE and m in runs]
     if "uec" in runs and baselines and graded:
         lines += ["", "**Baselines − UEC-RL** (percentage points, Welch 95% interval over seeds):", ""]
         for method in baselines:
-            parts = []
-            for band in graded:
-                gap = difference(values(method, columns[band]), values("uec", columns[band]))
-                verdict = "excludes 0" if gap.excludes_zero() else "does not exclude 0"
-                parts.append(f"{band} {_fmt(gap, signed=True)} ({verdict})")
+            parts = [
+                f"{band} {_with_verdict(difference(values(method, columns[band]), values('uec', columns[band])))}"
+                for band in graded
+            ]
             seeds = f"{len(runs[method])} seed{'s' if len(runs[method]) > 1 else ''}"
             lines.append(f"- {METHODS[method].label} ({seeds}): {', '.join(parts)}")
     ablations = [m for m in METHODS if METHODS[m].group == "ablation" and m in runs]
@@ -186,8 +188,7 @@ def claim_lines(out: Path, runs: Mapping[str, Sequence[Path]], benchmarks: Seque
         both = [b for band in graded for b in columns[band]]
         for method in ablations:
             gap = difference(values(method, both), values("uec", both))
-            verdict = "excludes 0" if gap.excludes_zero() else "does not exclude 0"
-            lines.append(f"- {METHODS[method].label}: {_fmt(gap, signed=True)} ({verdict})")
+            lines.append(f"- {METHODS[method].label}: {_with_verdict(gap)}")
     return lines
 
 
