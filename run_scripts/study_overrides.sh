@@ -8,7 +8,7 @@ STUDY_OVERRIDES=(
   actor_rollout_ref.actor.ppo_mini_batch_size=32                  # one optimizer step per update batch of N0 rows
   actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=160
   actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=160 actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=160
-  actor_rollout_ref.actor.optim.lr=1e-4                           # paper 1e-6 for a 7B model; 2e-4 learnt less on the hard levels
+  actor_rollout_ref.actor.optim.lr=1e-4                           # paper 1e-6 for a 7B model; at 2e-4 GRPO drifted (docs/results.md)
   uec.exploration.n=20 uec.replay.adv_threshold=1.0 uec.replay.frequency=5   # G', A0, f_replay: the paper's values
   trainer.logger='["file"]'
 )
