@@ -32,7 +32,7 @@ setup(
     version="0.1.0",
     description="UEC-RL (targeted exploration + replay stabilizer) as a verl 0.9.1 plugin recipe",
     python_requires=">=3.10,<3.13",
-    packages=find_packages(include=["uec_recipe", "uec_recipe.*", "data_prep", "data_prep.*"]),
+    packages=find_packages(include=["uec_recipe", "uec_recipe.*", "uec_lab", "uec_lab.*", "data_prep", "data_prep.*"]),
     package_data={"uec_recipe": ["config/*.yaml", "config/**/*.yaml"]},
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,

@@ -27,7 +27,7 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from uec_recipe.summary import STAGES, read_metrics, stage_means  # noqa: E402
+from uec_lab.summary import STAGES, read_metrics, stage_means  # noqa: E402
 
 VARIANTS = {
     "grpo": ("grpo", []),

@@ -6,7 +6,7 @@ By default the source is read from the hub with ``datasets.load_dataset(<source 
 same files from disk instead (a parquet or jsonl file, a folder of them as the hub repository lays them out, or a
 folder written by ``Dataset.save_to_disk``) for clusters without internet. The output is ``DIR/NAME.parquet``
 (``DIR/NAME.SPLIT.parquet`` when ``--split`` picks a non-default split), written to a temporary file beside it,
-validated with ``data_prep.schema.validate_rl_parquet`` and only then renamed into place, so an interrupted or failed
+validated with ``uec_recipe.data_schema.validate_rl_parquet`` and only then renamed into place, so an interrupted or failed
 run never leaves a half-written parquet. Exit codes: 0 written, 1 the data could not be converted faithfully,
 2 bad command line (unknown NAME, missing --local-dir, output exists without --overwrite).
 """
@@ -20,7 +20,7 @@ import os
 import sys
 from typing import Iterator
 
-from data_prep.schema import SchemaError, validate_rl_parquet
+from uec_recipe.data_schema import SchemaError, validate_rl_parquet
 from data_prep.sources import DATASETS, ConversionError, DatasetSpec, Drop, Problem, SourceContext, build_prompt
 
 ABILITY = "math"
@@ -143,7 +143,7 @@ def _file_records(paths: list[str]) -> tuple[int, Iterator[dict]]:
 
 
 def rl_row(spec: DatasetSpec, problem: Problem, split: str, index: int) -> dict:
-    """One verl RL row (verl 0.9.1 RLHFDataset layout; see data_prep/schema.py)."""
+    """One verl RL row (verl 0.9.1 RLHFDataset layout; see uec_recipe/data_schema.py)."""
     row = {
         "data_source": spec.source_id,
         "prompt": build_prompt(problem),

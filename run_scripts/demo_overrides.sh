@@ -1,4 +1,4 @@
-# Demo values for the embedded digit-sum task (uec_recipe/demo/build.py), sourced by the CPU quickstart and by
+# Demo values for the embedded digit-sum task (uec_lab/demo/build.py), sourced by the CPU quickstart and by
 # run_scripts/stage_timing.sh. These are DEMO settings, sized so that every UEC stage acts within a 20-step run on
 # 2 cores; the paper's values are in uec_recipe/config/uec_trainer.yaml. Needs ROOT (the repository) set.
 DEMO_OVERRIDES=(

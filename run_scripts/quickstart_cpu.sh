@@ -44,12 +44,12 @@ main() {
   if [ "$ALGO" = dapo ]; then DEMO_OVERRIDES+=(reward.reward_kwargs.overlong_buffer_cfg.len=4); fi
   TASK_OVERRIDES=()
   if [ "$TASK" = vlm ]; then
-    # the tiny vision-language policy and the synthetic Geometry3K-format task (uec_recipe/demo/vlm.py)
+    # the tiny vision-language policy and the synthetic Geometry3K-format task (uec_lab/demo/vlm.py)
     source "$ROOT/run_scripts/vlm_overrides.sh"
     TASK_OVERRIDES=("${VLM_OVERRIDES[@]}")
-    eval "$("$PY" -m uec_recipe.demo.vlm --print-env)"
+    eval "$("$PY" -m uec_lab.demo.vlm --print-env)"
   else
-    eval "$("$PY" -m uec_recipe.demo.build --print-env)"
+    eval "$("$PY" -m uec_lab.demo.build --print-env)"
   fi
 
   mkdir -p "$OUT"
@@ -87,7 +87,7 @@ main() {
     --metrics entropy/regular_rollout critic/score/mean response_length/mean "val-core/*/acc/mean@*" \
     "val-passk/*/pass@1" uec/difficult_prompts uec/exploration_kept uec/batch_buffer_size uec/replay_buffer_size \
     > /dev/null
-  "$PY" -m uec_recipe.summary --metrics "$OUT/metrics.jsonl" --algo "$ALGO" --curves curves.png --grader "$GRADER" \
+  "$PY" -m uec_lab.summary --metrics "$OUT/metrics.jsonl" --algo "$ALGO" --curves curves.png --grader "$GRADER" \
     --demo-report "$DEMO_REPORT" --train-log "$LOG" --out "$OUT/summary.md"
   echo "[quickstart] wrote $OUT/summary.md, $OUT/curves.png and $OUT/metrics.jsonl (verl's log: $LOG)"
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CPU reproduction study: GRPO, DAPO, KL-Cov, Entropy-Adv, UEC-RL and its ablations, several seeds each, through
 # the real verl trainer on the demo task; each final policy sampled on the held-out levels; tables, curves and
-# DIR/report.md built from them (uec_recipe/study.py, uec_recipe/study_report.py; docs/results.md reads one).
+# DIR/report.md built from them (uec_lab/study/run.py, uec_lab/study/report.py; docs/results.md reads one).
 #   bash run_scripts/reproduce_cpu.sh [--quick] [--seeds N] [--other-seeds N] [--steps N] [--methods a,b] [--out DIR]
 #                                     [--eval-n N] [--eval-problems K] [-- hydra overrides for every run]
 # Resumable: rerun the same command and finished runs are skipped. --quick: one seed of GRPO and UEC-RL, fewer steps.
@@ -34,12 +34,12 @@ main() {
 
   source "$ROOT/run_scripts/setup_env.sh"
   source "$ROOT/run_scripts/cpu_overrides.sh"   # exports the CPU platform's environment for every run
-  eval "$("$PY" -m uec_recipe.demo.build --print-env)"
+  eval "$("$PY" -m uec_lab.demo.build --print-env)"
   export DEMO_MODEL DEMO_TRAIN DEMO_TEST DEMO_REPORT
   mkdir -p "$OUT"
   OUT="$(cd "$OUT" && pwd)"
-  "$PY" -m uec_recipe.study run --out "$OUT" "${ARGS[@]+"${ARGS[@]}"}" -- "${OVERRIDES[@]+"${OVERRIDES[@]}"}"
-  "$PY" -m uec_recipe.study report --out "$OUT" --command-line "$COMMAND" > /dev/null
+  "$PY" -m uec_lab.study run --out "$OUT" "${ARGS[@]+"${ARGS[@]}"}" -- "${OVERRIDES[@]+"${OVERRIDES[@]}"}"
+  "$PY" -m uec_lab.study report --out "$OUT" --command-line "$COMMAND" > /dev/null
   echo "[study] wrote $OUT/report.md (tables, intervals, costs) and $OUT/figures/"
 }
 

@@ -18,7 +18,7 @@ main() {
   done
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     local py="${PYTHON:-python3}"
-    eval "$("$py" -m uec_recipe.demo.build --print-env)"
+    eval "$("$py" -m uec_lab.demo.build --print-env)"
     mkdir -p "$out"
     export VERL_FILE_LOGGER_PATH="$out/metrics.jsonl" HF_HUB_OFFLINE=1 WANDB_MODE=disabled
     rm -f "$VERL_FILE_LOGGER_PATH"
@@ -29,11 +29,11 @@ main() {
       actor_rollout_ref.model.path="$DEMO_MODEL" data.train_files="$DEMO_TRAIN" data.val_files="$DEMO_TEST" \
       trainer.total_training_steps="$steps" trainer.val_before_train=False trainer.test_freq=-1 \
       trainer.default_local_dir="$out/checkpoints"
-    "$py" -m uec_recipe.summary --metrics "$out/metrics.jsonl" --timings-only
+    "$py" -m uec_lab.summary --metrics "$out/metrics.jsonl" --timings-only
   else
     echo "[stage_timing] no GPU found: timing the CPU backend" >&2
     bash "$root/run_scripts/quickstart_cpu.sh" --steps "$steps" --out "$out" -- trainer.val_before_train=False
-    "$root/.venv/bin/python" -m uec_recipe.summary --metrics "$out/metrics.jsonl" --timings-only
+    "$root/.venv/bin/python" -m uec_lab.summary --metrics "$out/metrics.jsonl" --timings-only
   fi
 }
 main "$@"; exit

@@ -17,7 +17,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 @pytest.fixture(scope="session")
 def demo():
     """The warm-started demo policy and the digit-sum parquet files (built on first use, then cached)."""
-    from uec_recipe.demo.build import build_demo
+    from uec_lab.demo.build import build_demo
 
     return build_demo(log=lambda msg: print(msg, file=sys.stderr))
 
@@ -25,7 +25,7 @@ def demo():
 @pytest.fixture(scope="session")
 def random_tiny_model(tmp_path_factory):
     """A random-init Qwen2 with the demo tokenizer: fast to build, enough to exercise generation paths."""
-    from uec_recipe.demo.build import DemoSettings, build_random_model, build_tokenizer
+    from uec_lab.demo.build import DemoSettings, build_random_model, build_tokenizer
 
     path = tmp_path_factory.mktemp("tiny-random")
     tokenizer = build_tokenizer(path)
@@ -37,6 +37,6 @@ def random_tiny_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def vlm_demo():
     """The warm-started tiny VLM and its Geometry3K-format data (built on first use, then cached)."""
-    from uec_recipe.demo.vlm import build_vlm_demo
+    from uec_lab.demo.vlm import build_vlm_demo
 
     return build_vlm_demo(log=lambda msg: print(msg, file=sys.stderr))

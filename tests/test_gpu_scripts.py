@@ -359,7 +359,7 @@ def test_smoke_composes_a_text_and_a_vlm_run(tmp_path):
         assert (trainer["total_training_steps"], trainer["save_freq"], trainer["test_freq"]) == (steps, steps, -1)
         assert trainer["default_local_dir"] == f"{tmp_path}/{label}/checkpoints"
         assert trainer["logger"] == ["console", "file"]  # the checks read the file logger, whatever LOGGER says
-        assert config["reward"]["custom_reward_function"]["path"] == "pkg://uec_recipe.smoke.reward"
+        assert config["reward"]["custom_reward_function"]["path"] == "pkg://uec_lab.smoke.reward"
         assert runtime_env_vars(config) == {
             "VERL_FILE_LOGGER_PATH": f"{tmp_path}/{label}/metrics.jsonl",
             "UEC_AGENT_REQUEST_LOG": f"{tmp_path}/{label}/requests.jsonl",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from uec_recipe import study
-from uec_recipe.study_report import base_eval_dirs, claim_lines, gain_over_base, relative_improvement_note
+from uec_lab.study import run as study
+from uec_lab.study.report import base_eval_dirs, claim_lines, gain_over_base, relative_improvement_note
 
 
 def test_plan_runs_every_first_seed_before_any_second():
@@ -20,7 +20,7 @@ def test_plan_runs_every_first_seed_before_any_second():
 
 
 def _planned_by_command_line(monkeypatch, tmp_path, *args) -> list:
-    """The runs `python -m uec_recipe.study run` would start, without starting them."""
+    """The runs `python -m uec_lab.study run` would start, without starting them."""
     planned = []
     monkeypatch.setattr(study, "run_study", lambda out, specs, *rest, **kw: planned.extend(specs))
     for key in ("MODEL", "TRAIN", "TEST", "REPORT"):

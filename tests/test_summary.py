@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from uec_recipe.summary import build_summary, read_metrics, timing_table
+from uec_lab.summary import build_summary, read_metrics, timing_table
 
 
 def write_log(path, records):

@@ -33,8 +33,8 @@ def check_config(config, dry_run: bool = False) -> None:
 
 
 def check_datasets(config, dry_run: bool = False) -> None:
-    """Schema-check every train/val parquet (data_prep.schema); a dry run only notes files that are not there yet."""
-    from data_prep.schema import validate_rl_parquet
+    """Schema-check every train/val parquet (uec_recipe.data_schema); a dry run only notes files that are not there yet."""
+    from uec_recipe.data_schema import validate_rl_parquet
 
     for key in ("train_files", "val_files"):
         files = config.data.get(key)

@@ -2,7 +2,7 @@
 
     .venv/bin/python examples/other_model_family/build_llama.py [--print-env] [--root DIR]
 
-The CPU demo's policy is a Qwen2 (uec_recipe/demo/build.py). This builds the same kind of policy as a
+The CPU demo's policy is a Qwen2 (uec_lab/demo/build.py). This builds the same kind of policy as a
 ``LlamaForCausalLM``, with the demo's tokenizer and task, and a short supervised warm start of its own: short sums
 are weighted up so that, after a few hundred steps, the policy solves some sums and misses others. UEC-RL needs
 both kinds of group in a step (mixed groups carry GRPO's signal; all-wrong groups are the "difficult" prompts its
@@ -25,7 +25,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from uec_recipe.demo.build import (
+from uec_lab.demo.build import (
     DATA_SOURCE,
     DemoArtifacts,
     build_cached,

@@ -4,8 +4,8 @@
 
 Writes DIR/worksheets.jsonl (the "raw" data: each record has ``sheet``, ``task`` and ``result`` fields, not the
 project's names), then DIR/train.parquet and DIR/test.parquet in the layout verl's RLHFDataset reads
-(data_prep/schema.py). Each parquet is written to a temporary file, checked with
-``data_prep.schema.validate_rl_parquet`` and only then renamed into place (``data_prep.prepare.write_rows``), so a
+(uec_recipe/data_schema.py). Each parquet is written to a temporary file, checked with
+``uec_recipe.data_schema.validate_rl_parquet`` and only then renamed into place (``data_prep.prepare.write_rows``), so a
 broken conversion never leaves a file a training run could pick up.
 
 The questions are digit sums phrased like the CPU demo's (``What is 3 + 8 + 1?``), 5 to 11 operands long, so that

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import sys
 
-from uec_recipe.summary import read_metrics
+from uec_lab.summary import read_metrics
 
 
 def number(row: dict, key: str, spec: str) -> str:

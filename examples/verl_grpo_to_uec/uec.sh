@@ -26,7 +26,7 @@ case "$CPU" in 0 | 1) ;; *) die "CPU must be 1 or 0, got '$CPU'" ;; esac
 
 # Model and data: all three given, or none (then the CPU demo's, built and cached on first use).
 if [ -z "${MODEL:-}${TRAIN:-}${TEST:-}" ]; then
-  demo_env="$("$PYTHON" -m uec_recipe.demo.build --print-env)" || die "building the CPU demo failed (see above)"
+  demo_env="$("$PYTHON" -m uec_lab.demo.build --print-env)" || die "building the CPU demo failed (see above)"
   eval "$demo_env"
   MODEL="$DEMO_MODEL" TRAIN="$DEMO_TRAIN" TEST="$DEMO_TEST"
 fi

@@ -2,10 +2,10 @@
 # One-GPU smoke test of the GPU path, for the first GPU machine (docs/gpu.md, "Smoke test").
 #   bash run_scripts/gpu/smoke.sh                one GPU, the gpu extra installed, no network: a few minutes
 #   DRY_RUN=1 bash run_scripts/gpu/smoke.sh      composes and validates both runs' configurations (no GPU, no build)
-# Builds tiny random-init policies with 64-dim attention heads (uec_recipe/smoke/build.py), trains 3 UEC steps of
+# Builds tiny random-init policies with 64-dim attention heads (uec_lab/smoke/build.py), trains 3 UEC steps of
 # the text task and 2 of the vision-language task with vLLM and the paper runs' engine settings, scored by a toy
-# reward a random policy meets one time in five (uec_recipe/smoke/reward.py), then prints one PASS/FAIL line per
-# check (uec_recipe/smoke/check.py) and exits non-zero if any failed.
+# reward a random policy meets one time in five (uec_lab/smoke/reward.py), then prints one PASS/FAIL line per
+# check (uec_lab/smoke/check.py) and exits non-zero if any failed.
 # Knobs: SMOKE_DIR (default outputs/gpu_smoke), ATTN, PYTHON; extra arguments are hydra overrides for both runs
 # (the checks assume the sampling settings below).
 set -euo pipefail
@@ -28,7 +28,7 @@ main() {
     # vLLM starts in seconds without torch.compile and CUDA-graph capture; the paper runs keep them (geo3k_base.sh)
     actor_rollout_ref.rollout.enforce_eager=True
     actor_rollout_ref.rollout.agent.num_workers=2 reward.num_workers=2
-    reward.custom_reward_function.path=pkg://uec_recipe.smoke.reward reward.custom_reward_function.name=compute_score
+    reward.custom_reward_function.path=pkg://uec_lab.smoke.reward reward.custom_reward_function.name=compute_score
     data.train_batch_size="$prompts" actor_rollout_ref.rollout.n="$n"
     actor_rollout_ref.rollout.temperature="$temperature" actor_rollout_ref.rollout.top_p="$top_p"
     uec.exploration.n="$explore_n" uec.exploration.temperature="$explore_temperature"
@@ -52,7 +52,7 @@ main() {
       || die "$PYTHON's torch sees no CUDA GPU; the smoke test needs one (DRY_RUN=1 composes without it)"
     preflight "$SMOKE_DIR"
     local built
-    built="$("$PYTHON" -m uec_recipe.smoke.build --out "$SMOKE_DIR/build" --print-env)" \
+    built="$("$PYTHON" -m uec_lab.smoke.build --out "$SMOKE_DIR/build" --print-env)" \
       || die "building the smoke policies failed (see above)"
     eval "$built"
     text_model="$SMOKE_TEXT_MODEL" text_train="$SMOKE_TEXT_TRAIN" text_test="$SMOKE_TEXT_TEST"
@@ -73,7 +73,7 @@ main() {
     "${extra[@]+"${extra[@]}"}" || failures=$((failures + 1))
   [ "${DRY_RUN:-0}" = 1 ] && return 0
 
-  "$PYTHON" -m uec_recipe.smoke.check --run text="$SMOKE_DIR/text" --run vlm="$SMOKE_DIR/vlm" \
+  "$PYTHON" -m uec_lab.smoke.check --run text="$SMOKE_DIR/text" --run vlm="$SMOKE_DIR/vlm" \
     --steps "$text_steps" "$vlm_steps" --prompts "$prompts" --n "$n" --temperature "$temperature" --top-p "$top_p" \
     --exploration-n "$explore_n" --exploration-temperature "$explore_temperature" || failures=$((failures + 1))
   local elapsed=$(($(date +%s) - started))

@@ -10,7 +10,7 @@ import pytest
 
 from data_prep import prepare
 from data_prep.prepare import main
-from data_prep.schema import validate_rl_parquet
+from uec_recipe.data_schema import validate_rl_parquet
 from data_prep.sources import DATASETS, MULTIPLE_CHOICE_SUFFIX, THINK_BOXED_SUFFIX
 from uec_recipe.reward import compute_score
 

@@ -1,10 +1,10 @@
-"""data_prep/schema.py: every validation error names the file, the column and the row."""
+"""uec_recipe/data_schema.py: every validation error names the file, the column and the row."""
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from data_prep.schema import SchemaError, validate_rl_parquet
+from uec_recipe.data_schema import SchemaError, validate_rl_parquet
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ def test_schema_error_is_a_value_error_and_module_is_light():
     import sys
 
     assert issubclass(SchemaError, ValueError)
-    code = "import sys, data_prep.schema; print(sorted(m for m in ('verl', 'torch', 'datasets') if m in sys.modules))"
+    code = "import sys, uec_recipe.data_schema; print(sorted(m for m in ('verl', 'torch', 'datasets') if m in sys.modules))"
     import os
 
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))

@@ -1,6 +1,6 @@
 """The difficulty ladder: bands from measured accuracies, the build contract, and the built demos keeping it.
 
-The thresholds come from the contract (uec_recipe/demo/ladder.py), never from one machine's accuracies: the
+The thresholds come from the contract (uec_lab/demo/ladder.py), never from one machine's accuracies: the
 warm start lands elsewhere on another CPU, and the build picks its task's levels from what it measured.
 """
 
@@ -11,8 +11,8 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from uec_recipe.demo.build import DATA_SOURCE, DemoArtifacts, band_data_source, build_cached
-from uec_recipe.demo.ladder import EASY, HARD, MEDIUM, UNSOLVED, Ladder, LadderContract, LadderError
+from uec_lab.demo.build import DATA_SOURCE, DemoArtifacts, band_data_source, build_cached
+from uec_lab.demo.ladder import EASY, HARD, MEDIUM, UNSOLVED, Ladder, LadderContract, LadderError
 
 
 def ladder_of(sampled: dict, greedy: dict | None = None, contract=LadderContract(), samples=100) -> Ladder:

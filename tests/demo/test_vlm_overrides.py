@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_print_env_prints_only_the_demo_paths(vlm_demo):
     result = subprocess.run(
-        [sys.executable, "-m", "uec_recipe.demo.vlm", "--print-env"], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "uec_lab.demo.vlm", "--print-env"], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines() == [
@@ -47,7 +47,7 @@ def test_vlm_overrides_compose_into_a_valid_configuration(vlm_demo):
     config = yaml.safe_load("\n".join(line for line in result.stdout.splitlines() if not line.startswith("[")))
     data, model = config["data"], config["actor_rollout_ref"]["model"]
     assert data["image_key"] == "images"
-    assert data["custom_cls"] == {"path": "pkg://uec_recipe.demo.vlm", "name": "PILImageRLHFDataset"}
-    assert model["external_lib"] == "uec_recipe.demo.vlm"
+    assert data["custom_cls"] == {"path": "pkg://uec_lab.demo.vlm", "name": "PILImageRLHFDataset"}
+    assert model["external_lib"] == "uec_lab.demo.vlm"
     assert (data["max_prompt_length"], data["max_response_length"]) == (256, 40)  # the VLM values win
     assert config["actor_rollout_ref"]["rollout"]["prompt_length"] == 256

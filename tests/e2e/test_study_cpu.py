@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from uec_recipe.summary import read_metrics
+from uec_lab.summary import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e

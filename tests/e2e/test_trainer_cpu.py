@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from uec_recipe.checkpoint import STATE_FILE, iter_buffer_shards, read_state
-from uec_recipe.smoke import check
+from uec_lab.smoke import check
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +56,7 @@ def test_exploration_temperature_reaches_the_rollout(uec_run, uec_run_settings):
 
 
 def test_the_gpu_smoke_checks_pass_on_this_run(uec_run, uec_run_settings):
-    """run_scripts/gpu/smoke.sh's checks (uec_recipe/smoke/check.py), on what the agent loop logged here."""
+    """run_scripts/gpu/smoke.sh's checks (uec_lab/smoke/check.py), on what the agent loop logged here."""
     rows, _, out = uec_run
     settings = uec_run_settings
     (out / check.REQUESTS_FILE).write_text((out / settings["agent_log"]).read_text())

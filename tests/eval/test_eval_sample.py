@@ -21,7 +21,7 @@ def tiny_model(tmp_path_factory):
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from uec_recipe.demo.build import build_tokenizer
+    from uec_lab.demo.build import build_tokenizer
 
     directory = tmp_path_factory.mktemp("tiny_model")
     tokenizer = build_tokenizer(directory)

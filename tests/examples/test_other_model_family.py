@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from uec_recipe.summary import read_metrics
+from uec_lab.summary import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "other_model_family"

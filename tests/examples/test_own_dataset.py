@@ -44,7 +44,7 @@ def example_prepare(monkeypatch):
 
 
 def test_conversion_writes_valid_rl_parquet_from_the_users_own_fields(prepared):
-    from data_prep.schema import validate_rl_parquet
+    from uec_recipe.data_schema import validate_rl_parquet
 
     raw = [json.loads(line) for line in (prepared / "worksheets.jsonl").read_text().splitlines()]
     assert len(raw) == 32 and set(raw[0]) == {"sheet", "task", "result", "split"}  # not the project's field names
@@ -61,7 +61,7 @@ def test_conversion_writes_valid_rl_parquet_from_the_users_own_fields(prepared):
 
 
 def test_bad_records_fail_clearly_and_leave_no_file(example_prepare, tmp_path):
-    from data_prep.schema import SchemaError
+    from uec_recipe.data_schema import SchemaError
 
     jsonl = tmp_path / "worksheets.jsonl"
     jsonl.write_text(json.dumps({"task": "What is 1 + 2?", "split": "train"}) + "\n")
@@ -94,7 +94,7 @@ def reward_config(grader=None):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from uec_recipe.demo.build import build_tokenizer
+    from uec_lab.demo.build import build_tokenizer
 
     return build_tokenizer(None)
 

@@ -30,7 +30,7 @@ import torch
 from omegaconf import OmegaConf
 from verl import DataProto
 from verl.trainer.ppo.reward import load_reward_manager
-from uec_recipe.demo.build import build_tokenizer
+from uec_lab.demo.build import build_tokenizer
 
 config = OmegaConf.load(sys.argv[1])
 tokenizer = build_tokenizer(None)
@@ -102,13 +102,13 @@ def test_paper_runs_reference_the_packaged_reward(tmp_path, elsewhere):
 
 
 def test_smoke_references_its_packaged_toy_reward(tmp_path, elsewhere):
-    from uec_recipe.smoke.reward import compute_score
+    from uec_lab.smoke.reward import compute_score
 
     config_path = composed_reward_config("smoke.sh", tmp_path, SMOKE_DIR=str(tmp_path / "smoke"))
-    assert OmegaConf.load(config_path).reward.custom_reward_function.path == "pkg://uec_recipe.smoke.reward"
+    assert OmegaConf.load(config_path).reward.custom_reward_function.path == "pkg://uec_lab.smoke.reward"
     responses = [f"#### {n}" for n in range(20)]
     scored = score_in_a_worker(config_path, [(r, "12") for r in responses], elsewhere)
-    assert scored["module"] == "uec_recipe.smoke.reward"
+    assert scored["module"] == "uec_lab.smoke.reward"
     scores = [result["reward_score"] for result in scored["results"]]
     assert scores == [compute_score("uec_demo/digit_sum", r, "12")["score"] for r in responses]
     assert 0 < sum(scores) < len(scores)  # some positives, some not: the toy reward, not a constant

@@ -1,4 +1,4 @@
-"""uec_recipe/smoke/build.py and reward.py on CPU: the smoke policies have 64-dim attention heads and run, their data
+"""uec_lab/smoke/build.py and reward.py on CPU: the smoke policies have 64-dim attention heads and run, their data
 follow the RL parquet schema, and the toy reward is met by about one response in five."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import string
 import pytest
 import torch
 
-from data_prep.schema import validate_rl_parquet
-from uec_recipe.demo import vlm
-from uec_recipe.demo.build import DemoSettings, build_random_model, build_tokenizer
-from uec_recipe.smoke import build, reward
+from uec_recipe.data_schema import validate_rl_parquet
+from uec_lab.demo import vlm
+from uec_lab.demo.build import DemoSettings, build_random_model, build_tokenizer
+from uec_lab.smoke import build, reward
 
 
 def test_text_build_has_64_dim_heads_and_valid_data(tmp_path):

@@ -1,4 +1,4 @@
-"""uec_recipe/smoke/check.py on synthetic run folders: a run that did everything passes every check, and each way a
+"""uec_lab/smoke/check.py on synthetic run folders: a run that did everything passes every check, and each way a
 run can fall short fails the check that covers it (and only that one)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from tensordict import TensorDict
 from uec_recipe.algo.buffers import BufferedRow
 from uec_recipe.checkpoint import STATE_FILE, write_state
 from uec_recipe.rollout.agent_loop import request_record
-from uec_recipe.smoke import check
-from uec_recipe.smoke.check import Expected, check_run
+from uec_lab.smoke import check
+from uec_lab.smoke.check import Expected, check_run
 
 EXPECTED = Expected(steps=3, prompts=4, n=2, temperature=1.0, top_p=0.99, exploration_n=3, exploration_temperature=1.2)
 CHECK_NAMES = ["metrics", "regular requests", "exploration requests", "update", "replay", "checkpoint"]

@@ -1,7 +1,7 @@
 """The CPU reproduction study: every method, several seeds, the same trainer and data; evaluated and reported.
 
-    python -m uec_recipe.study run    --out DIR [--quick] [--seeds N] [--other-seeds N] [--steps N] [--methods a,b]
-    python -m uec_recipe.study report --out DIR
+    python -m uec_lab.study run    --out DIR [--quick] [--seeds N] [--other-seeds N] [--steps N] [--methods a,b]
+    python -m uec_lab.study report --out DIR
 
 ``run_scripts/reproduce_cpu.sh`` sets up the environment and calls both. Each training run is the real verl
 trainer (``python -m uec_recipe.main_uec``) with the CPU, demo and study overrides of ``run_scripts/`` plus its
@@ -25,72 +25,22 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from uec_lab.study.plan import (
+    CORE,
+    DEFAULT_METHODS,
+    DEFAULT_STEPS,
+    EVAL,
+    METHODS,
+    QUICK_METHODS,
+    QUICK_STEPS,
+    SEED_BASE,
+    RunSpec,
+    machine_description,
+    plan,
+)
+
+REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "run_scripts"
-
-
-@dataclass(frozen=True)
-class Method:
-    label: str  # the row name in tables and figures
-    preset: str  # algo=<preset> (uec_recipe/config/algo/)
-    overrides: tuple[str, ...] = ()  # hydra overrides on top of the preset
-    group: str = "main"  # main | ablation | plus: which table the method belongs to
-
-
-METHODS: dict[str, Method] = {
-    "grpo": Method("GRPO", "grpo"),
-    # DAPO's soft overlong penalty needs a buffer shorter than the demo's 16-token responses (quickstart does the same)
-    "dapo": Method("DAPO", "dapo", ("reward.reward_kwargs.overlong_buffer_cfg.len=4",)),
-    # KL-Cov's penalty |log pi - log pi_old| is zero on an update's first, on-policy mini-batch; with the study's
-    # single mini-batch per update it would be GRPO exactly (measured: docs/results.md). It runs with two.
-    "kl_cov": Method(
-        "KL-Cov",
-        "kl_cov",
-        ("actor_rollout_ref.actor.ppo_mini_batch_size=16", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=80"),
-    ),
-    "entropy_adv": Method("Entropy-Adv", "entropy_adv"),
-    "uec": Method("UEC-RL", "uec"),
-    "uec_no_exploration": Method("w/o exploration", "uec", ("uec.exploration.enable=false",), "ablation"),
-    "uec_no_replay": Method("w/o replay", "uec", ("uec.replay.enable=false",), "ablation"),
-    "uec_no_retention": Method("w/o selective retention", "uec", ("uec.retention.enable=false",), "ablation"),
-    # beyond the paper (docs/algorithm.md, "Options"): both options, and each alone
-    "uec_plus": Method("UEC-RL+ (pipelined, adaptive)", "uec_plus", (), "plus"),
-    "uec_pipelined": Method("UEC-RL pipelined", "uec", ("uec.exploration.schedule=pipelined",), "plus"),
-    "uec_adaptive": Method("UEC-RL adaptive budget", "uec", ("uec.exploration.budget=adaptive",), "plus"),
-}
-CORE = ("grpo", "uec")  # the methods the claims are about: at least 3 seeds each
-QUICK_METHODS = CORE
-# The full study: the paper's comparisons (its methods and ablations). The options beyond the paper run on request
-# (--methods uec_plus,uec_pipelined,uec_adaptive): their 6 runs take the study from about 3 to 4.3 hours (2 cores).
-DEFAULT_METHODS = tuple(name for name, method in METHODS.items() if method.group != "plus")
-DEFAULT_STEPS, QUICK_STEPS = 80, 30
-EVAL = {"n": 16, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 16}  # sampling of the held-out evaluation
-SEED_BASE = 1000  # seed k of a study uses 1000 + k everywhere a seed is set
-
-
-# ---- planning ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    method: str
-    seed: int  # 1-based seed index within the study
-    steps: int
-
-    @property
-    def name(self) -> str:
-        return f"{self.method}/seed{self.seed}"
-
-
-def plan(methods: Sequence[str], seeds: int, other_seeds: int, steps: int) -> list[RunSpec]:
-    """Seed-major order: every method's first seed before any second seed, so a partial study compares methods."""
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
-    if seeds < 1 or other_seeds < 1 or steps < 1:
-        raise ValueError("--seeds, --other-seeds and --steps must be >= 1")
-    count = {m: seeds if m in CORE else other_seeds for m in methods}
-    return [RunSpec(m, k, steps) for k in range(1, max(count.values()) + 1) for m in methods if k <= count[m]]
 
 
 # ---- the overrides the shell scripts define ------------------------------------------------------------------
@@ -129,7 +79,7 @@ def split_eval_by_level(demo: Demo, out: Path) -> list[Path]:
     """The held-out set as one parquet per level, named L05-easy etc.: one benchmark per rung of the ladder."""
     import pandas as pd
 
-    from uec_recipe.demo.ladder import Ladder
+    from uec_lab.demo.ladder import Ladder
 
     ladder = Ladder.from_json(json.loads(demo.report.read_text())["ladder"])
     frame = pd.read_parquet(demo.eval)
@@ -412,20 +362,8 @@ def run_study(
 # ---- command line ------------------------------------------------------------------------------------------------
 
 
-def machine_description() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m uec_recipe.study", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m uec_lab.study", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train and evaluate every run not finished yet")
     run.add_argument("--out", required=True)
@@ -450,7 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out = Path(args.out).resolve()
     if args.command == "report":
-        from uec_recipe.study_report import write_report
+        from uec_lab.study.report import write_report
 
         write_report(out, args.command_line)
         return 0

@@ -13,7 +13,7 @@ A run folder holds ``metrics.jsonl`` (verl's file logger), ``requests.jsonl`` (t
 * replay         a replay update ran (``uec/replay_rows`` > 0) with a finite ``uec_replay/actor/pg_loss``;
 * checkpoint     ``global_step_<last>/uec_state.pt`` was written, loads, and belongs to the last step.
 
-``python -m uec_recipe.smoke.check --run text=DIR --steps 3 --prompts 8 --n 4 --temperature 1.0 --top-p 0.99
+``python -m uec_lab.smoke.check --run text=DIR --steps 3 --prompts 8 --n 4 --temperature 1.0 --top-p 0.99
 --exploration-n 8 --exploration-temperature 1.2`` prints the lines and exits 1 if any check failed.
 """
 

@@ -16,7 +16,7 @@ Half of the paper trains Qwen2.5-VL-7B on Geometry3K. This module gives the same
           min(1, 2^-(count-3)), so the policy counts few squares reliably and many rarely: all-correct, mixed and
           all-wrong groups occur;
 * ladder  the greedy and sampled accuracy of every count is measured on the built policy and sorted into easy,
-          medium and hard bands (``uec_recipe/demo/ladder.py``); the task's counts are the ones that landed in the
+          medium and hard bands (``uec_lab/demo/ladder.py``); the task's counts are the ones that landed in the
           bands on this machine, and a build whose ladder lacks a band fails with the figures.
 
 Two CPU-only gaps of this environment are closed here rather than in verl (both are verl extension points):
@@ -29,7 +29,7 @@ Two CPU-only gaps of this environment are closed here rather than in verl (both 
   (``data.custom_cls``) does the same extraction and resizing with PIL only.
 
 Everything is cached under ``$UEC_CACHE_DIR`` (default ``~/.cache/uec-rl``) keyed by the settings.
-``python -m uec_recipe.demo.vlm --print-env`` builds (or reuses) and prints ``DEMO_MODEL=... DEMO_TRAIN=...
+``python -m uec_lab.demo.vlm --print-env`` builds (or reuses) and prints ``DEMO_MODEL=... DEMO_TRAIN=...
 DEMO_TEST=...`` for the quickstart (``--task vlm``).
 """
 
@@ -47,7 +47,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from uec_recipe.demo.build import (
+from uec_lab.demo.build import (
     SPECIAL_TOKENS,
     DemoArtifacts,
     _log,
@@ -57,7 +57,7 @@ from uec_recipe.demo.build import (
     run_cli,
     supervised_warm_start,
 )
-from uec_recipe.demo.ladder import Ladder, LadderContract
+from uec_lab.demo.ladder import Ladder, LadderContract
 
 # Geometry3K's hub id: what data_prep's geo3k converter writes as data_source and uec_recipe/reward.py grades with
 # mathruler. The converter names, as data_prep.prepare knows them:

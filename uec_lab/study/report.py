@@ -1,5 +1,5 @@
 """The reproduction study's report: tables (uec_recipe.eval.tables), curves (uec_recipe.eval.curves), costs and the
-intervals that decide each of the paper's claims, from the runs ``uec_recipe.study`` finished.
+intervals that decide each of the paper's claims, from the runs ``uec_lab.study`` finished.
 
 Every number carries its settings: seeds, n samples per problem, temperature, top_p and grader in the table notes;
 batch, steps and the method knobs in the settings section; the demo's measured ladder beside them.
@@ -13,12 +13,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from uec_recipe.demo.ladder import BANDS, HARD, MEDIUM, Ladder, band_table
+from uec_lab.demo.ladder import BANDS, HARD, MEDIUM, Ladder, band_table
 from uec_recipe.eval import curves as curves_module
 from uec_recipe.eval import tables as tables_module
 from uec_recipe.eval.stats import Estimate, difference, mean_ci, paired_difference
-from uec_recipe.study import CORE, METHODS, machine_description
-from uec_recipe.summary import read_metrics
+from uec_lab.study.plan import CORE, METHODS, machine_description
+from uec_lab.summary import read_metrics
 
 BASE_LABEL = "Base (warm start)"
 REFERENCE = "GRPO"

@@ -4,19 +4,19 @@ The CPU demo policies have attention heads of 32 (text) and 16 (VLM, language mo
 kernels (vLLM's attention backends, flash-attn in the trainer) are built and tested for the head sizes real models
 use, so the smoke policies keep the demos' architectures and tokenizers but use heads of ``MIN_HEAD_SIZE`` = 64:
 
-* text  the digit-sum demo's tokenizer and Qwen2 policy (``uec_recipe/demo/build.py``), 2 heads of 64;
-* VLM   the counting demo's tokenizer and Qwen2.5-VL policy (``uec_recipe/demo/vlm.py``), 2 text heads and 2 vision
+* text  the digit-sum demo's tokenizer and Qwen2 policy (``uec_lab/demo/build.py``), 2 heads of 64;
+* VLM   the counting demo's tokenizer and Qwen2.5-VL policy (``uec_lab/demo/vlm.py``), 2 text heads and 2 vision
         heads of 64, M-RoPE sections (8, 12, 12) = the 7B's (16, 24, 24) halved with the head size; its rows are
         written in Geometry3K's raw layout and converted by data_prep's Geometry3K converter, as in the demo.
 
-No warm start: the smoke scores with a toy reward (``uec_recipe.smoke.reward``) that a random policy meets.
+No warm start: the smoke scores with a toy reward (``uec_lab.smoke.reward``) that a random policy meets.
 
 The VLM is saved with Qwen2.5-VL's full processor (image and video processor), as a real checkpoint is, so verl's
 dataset, its agent loop and vLLM load it through ``AutoProcessor`` exactly as they load Qwen2.5-VL-7B-Instruct.
 Building that processor needs torchvision, which vLLM installs; so the VLM part builds on a GPU node only (the CPU
 demo, which has no torchvision, registers an image-only processor instead).
 
-``python -m uec_recipe.smoke.build --out DIR --print-env`` builds both (reusing an identical earlier build) and
+``python -m uec_lab.smoke.build --out DIR --print-env`` builds both (reusing an identical earlier build) and
 prints ``SMOKE_TEXT_MODEL=...`` style assignments for ``run_scripts/gpu/smoke.sh``.
 """
 
@@ -31,8 +31,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from uec_recipe.demo import vlm
-from uec_recipe.demo.build import (
+from uec_lab.demo import vlm
+from uec_lab.demo.build import (
     DemoArtifacts,
     DemoSettings,
     build_cached,

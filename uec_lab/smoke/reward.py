@@ -8,7 +8,7 @@ about 0.8^4 = 41 % of the groups are all-zero ("difficult"), and an exploration 
 positive with probability 1 - 0.8^8 = 83 %: every UEC stage acts within a couple of steps.
 
 It is a verl custom reward function (same contract as ``uec_recipe.reward.compute_score``, referenced as
-``reward.custom_reward_function.path=pkg://uec_recipe.smoke.reward``) and scores every data source alike.
+``reward.custom_reward_function.path=pkg://uec_lab.smoke.reward``) and scores every data source alike.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A short human-readable summary of one run, from verl's file-logger JSONL.
 
-``python -m uec_recipe.summary --metrics DIR/metrics.jsonl --algo uec --out DIR/summary.md``
+``python -m uec_lab.summary --metrics DIR/metrics.jsonl --algo uec --out DIR/summary.md``
 """
 
 from __future__ import annotations
@@ -135,10 +135,10 @@ def timing_table(rows: list[dict]) -> list[str]:
 
 
 def ladder_section(report_path) -> list[str]:
-    """The difficulty ladder the demo build measured (uec_recipe/demo/ladder.py), if its report has one."""
+    """The difficulty ladder the demo build measured (uec_lab/demo/ladder.py), if its report has one."""
     if not report_path or not Path(report_path).exists():
         return []
-    from uec_recipe.demo.ladder import Ladder, band_table
+    from uec_lab.demo.ladder import Ladder, band_table
 
     report = json.loads(Path(report_path).read_text())
     if "ladder" not in report:

@@ -9,11 +9,11 @@ right on long ones (the difficulty ladder of docs/design.md, "CPU default task")
 * warm start: supervised next-token loss on the answer, with level weights min(1, 2^-(operands-5)) so that long
   sums are rare but not absent (left out entirely, exploration at T'=1.2 cannot rescue them);
 * ladder: every level's greedy and sampled accuracy is measured on the built policy and sorted into easy, medium
-  and hard bands (``uec_recipe/demo/ladder.py``); the task's levels are the ones that landed in the bands on this
+  and hard bands (``uec_lab/demo/ladder.py``); the task's levels are the ones that landed in the bands on this
   machine, and a build whose ladder lacks a band fails with the figures.
 
 Everything is cached under ``$UEC_CACHE_DIR`` (default ``~/.cache/uec-rl``) keyed by the build settings, so a
-second run starts in seconds. ``python -m uec_recipe.demo.build`` builds (or reuses) and prints the paths.
+second run starts in seconds. ``python -m uec_lab.demo.build`` builds (or reuses) and prints the paths.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from uec_recipe.demo.ladder import Ladder, LadderContract
+from uec_lab.demo.ladder import Ladder, LadderContract
 
 DATA_SOURCE = "uec_demo/digit_sum"  # training rows; validation rows carry their band: uec_demo/digit_sum/<band>
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]

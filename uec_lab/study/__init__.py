@@ -1,0 +1,1 @@
+"""The CPU reproduction study: ``plan`` (methods, seeds, steps), ``run`` (training and evaluation), ``report``."""

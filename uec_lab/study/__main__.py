@@ -1,0 +1,5 @@
+import sys
+
+from uec_lab.study.run import main
+
+sys.exit(main())
