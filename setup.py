@@ -1,6 +1,6 @@
 """uec-rl: Unified Entropy Control for RL (arXiv 2604.14646) as a plugin recipe for stock verl 0.9.1."""
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 # verl 0.9.1 is the only version the CPU plugins and the trainer subclass are written against: they use verl
 # internals (the rollout registry, TokenOutput fields, the V1 trainer's step structure). transformers is pinned to
@@ -32,9 +32,14 @@ setup(
     version="0.1.0",
     description="UEC-RL (targeted exploration + replay stabilizer) as a verl 0.9.1 plugin recipe",
     python_requires=">=3.10,<3.13",
-    packages=find_packages(include=["uec_recipe", "uec_recipe.*", "uec_lab", "uec_lab.*", "data_prep", "data_prep.*"]),
-    package_data={"uec_recipe": ["config/*.yaml", "config/**/*.yaml"]},
-    include_package_data=True,
+    # Namespace discovery: the YAML folders under uec_recipe/config/ (the hydra config groups) are data folders that
+    # Python can import as namespace packages; listing them as packages is what keeps setuptools from warning that
+    # they "would be ignored", and package_data then ships their YAML.
+    packages=find_namespace_packages(
+        include=["uec_recipe", "uec_recipe.*", "uec_lab", "uec_lab.*", "data_prep", "data_prep.*"],
+        exclude=["*.__pycache__"],
+    ),
+    package_data={"uec_recipe.config": ["*.yaml", "**/*.yaml"], "": ["*.yaml"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"verl.plugins": ["uec_rl = uec_recipe.plugin"]},
