@@ -30,7 +30,7 @@ THINK_BOXED_SUFFIX = (
 )
 QUESTION_SUFFIX_SEPARATOR = " "  # EasyR1's and verl's join, also when the question itself has line breaks
 # Multiple-choice questions (MMLU, the choice questions of the vision benchmarks): our own variant of the template -
-# the authors' code has none - asking for the option letter, which is what the "robust" grader of uec_recipe/reward.py
+# the authors' code has none - asking for the option letter, which is what the "robust" grader of uec_recipe/reward/
 # compares. It starts on a new line, so that it does not read as part of the last option.
 MULTIPLE_CHOICE_SUFFIX = (
     "You FIRST think about the reasoning process as an internal monologue and then provide the final answer. "

@@ -3,7 +3,7 @@
 One row is one prompt, in the layout verl's ``RLHFDataset`` reads (verl 0.9.1 ``verl/utils/dataset/rl_dataset.py``)
 and its reward loop scores (``reward_model.ground_truth`` and ``data_source`` reach ``compute_score``):
 
-    data_source   string                              which grader scores the row (uec_recipe/reward.py)
+    data_source   string                              which grader scores the row (uec_recipe/reward/)
     prompt        list<struct<role, content>>         chat messages; one "<image>" placeholder per image
     images        list<struct<bytes, path>>           VLM rows only; embedded image bytes
     ability       string                              e.g. "math"
@@ -13,13 +13,19 @@ and its reward loop scores (``reward_model.ground_truth`` and ``data_source`` re
 The validator is used by every converter after writing and by the trainer at start-up, so it stays import-light
 (pyarrow and PIL only) and checks whole record batches at once instead of looping over rows in Python. Every failure
 names the file, the column and the first offending row indices: a wrong column found here costs seconds, found on a
-GPU node it costs the run.
+GPU node it costs the run. Every row of the file is read, so a bad row that training would reach only in a later epoch
+is refused before the first step (the reward, which sees one row at a time, can name only its data source and
+``extra_info``; see docs/faults-data.md). From a shell:
+
+    python -m uec_recipe.data_schema FILE [FILE ...] [--images required|forbidden] [--no-decode]
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -242,3 +248,37 @@ def _check_images_decode(path: str, image_bytes: pa.Array, parents: np.ndarray, 
         except Exception as error:  # PIL raises many types for corrupt data
             row = offset + int(parents[position])
             raise SchemaError(f"{path}: column '{IMAGE_COLUMN}': unreadable image at row {row} ({error})") from error
+
+
+# --- command line ---------------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    """Validate each file; print its row count or its first fault. Exit status 1 when any file fails."""
+    parser = argparse.ArgumentParser(
+        prog="python -m uec_recipe.data_schema", description="Check RL parquet files against the uec-rl schema."
+    )
+    parser.add_argument("files", nargs="+", help="parquet files in the RL schema (train or validation)")
+    parser.add_argument(
+        "--images",
+        choices=["required", "forbidden"],
+        default=None,
+        help="every row must carry an image (a VLM dataset) / no row may; default: optional, checked where present",
+    )
+    parser.add_argument("--no-decode", action="store_true", help="skip decoding every image with PIL (faster)")
+    args = parser.parse_args(argv)
+    require_images = {"required": True, "forbidden": False, None: None}[args.images]
+    failed = 0
+    for path in args.files:
+        try:
+            rows = validate_rl_parquet(path, require_images=require_images, check_images=not args.no_decode)
+        except SchemaError as error:
+            print(f"FAIL {error}", file=sys.stderr)
+            failed += 1
+        else:
+            print(f"ok   {path}: {rows} rows")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,14 +1,14 @@
 """The reward file for the worksheet dataset of this example: registers its grader and re-exports compute_score.
 
-A training run names this file instead of uec_recipe/reward.py:
+A training run names this file instead of the recipe's ``pkg://uec_recipe.reward``:
 
     reward.custom_reward_function.path=examples/own_dataset/arithmetic_reward.py
     reward.custom_reward_function.name=compute_score
 
 verl loads the file by path in every reward worker (``verl.utils.import_utils.load_extern_object``) and calls
 ``compute_score`` for each sample. Importing ``uec_recipe.reward`` and registering here means the grader is in place
-in exactly the processes that score, and every other data source - the paper's datasets, the CPU demo task - keeps
-the project's graders, so one run may mix them. ``python -m uec_recipe.eval.sample --reward-path <this file>`` scores
+in exactly the processes that score, and every other data source - the paper's datasets - keeps the project's
+graders, so one run may mix them. ``python -m uec_recipe.eval.sample --reward-path <this file>`` scores
 an evaluation the same way.
 """
 

@@ -1,4 +1,4 @@
-"""uec_recipe/reward.py: the two graders, per data source; the format variant; registration; thread safety."""
+"""uec_recipe/reward/: the two graders, per data source; the format variant; registration; thread safety."""
 
 import itertools
 import os
@@ -15,6 +15,7 @@ from uec_recipe.reward import (
     compute_score,
     compute_score_with_format,
     describe_grader,
+    registry,
 )
 
 MATH12K = "hiyouga/math12k"
@@ -62,26 +63,6 @@ def test_free_form_needs_a_box_and_takes_the_last_one(grader):
     assert acc(MATH12K, "\\boxed{0.5} no wait \\boxed{3}", "\\frac{1}{2}", grader=grader) == 0.0
     assert compute_score(MATH12K, "\\boxed{\\frac{1}{2}}", "0.5", grader=grader)["pred"] == "\\frac{1}{2}"
     assert compute_score(MATH12K, "no box here", "0.5", grader=grader)["pred"] == ""
-
-
-@pytest.mark.parametrize("grader", GRADERS)
-@pytest.mark.parametrize(
-    "response, expected, pred",
-    [
-        ("#### 37", 1.0, "37"),
-        ("####37", 1.0, "37"),
-        ("#### 36", 0.0, "36"),
-        ("#### 37.5", 0.0, ""),
-        ("#### 3 #### 37", 1.0, "37"),
-        ("#### 37 #### 3", 0.0, "3"),
-        ("\\boxed{37}", 0.0, ""),
-        ("37", 0.0, ""),
-        ("", 0.0, ""),
-    ],
-)
-def test_digit_sum_demo_is_exact_under_both_graders(grader, response, expected, pred):
-    result = compute_score("uec_demo/digit_sum", response, "37", grader=grader)
-    assert (result["acc"], result["pred"]) == (expected, pred)
 
 
 @pytest.mark.parametrize("grader", GRADERS)
@@ -167,7 +148,7 @@ PAPER_GOLDS += ["1000", "3", "None"]
 
 
 @pytest.mark.parametrize(
-    "data_source", sorted(s for s, kind in ANSWER_KIND_BY_DATA_SOURCE.items() if kind != "digit_sum")
+    "data_source", sorted(ANSWER_KIND_BY_DATA_SOURCE)
 )
 def test_paper_grader_is_mathruler_exactly(data_source):
     from mathruler.grader import extract_boxed_content, grade_answer
@@ -332,10 +313,13 @@ def _compose(*overrides):
         return compose(config_name="uec_trainer", overrides=list(overrides))
 
 
-def test_training_selects_the_grader_through_custom_reward_function_kwargs():
+@pytest.mark.parametrize("reference", ["pkg://uec_recipe.reward", reward.__file__])
+def test_training_selects_the_grader_through_custom_reward_function_kwargs(reference):
+    # The package by import path (the GPU scripts) and its __init__.py by file path (verl loads that under a
+    # generated module name) are the same entry point.
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
-    path = f"reward.custom_reward_function.path={reward.__file__}"
+    path = f"reward.custom_reward_function.path={reference}"
     call = dict(data_source=GEO3K, solution_str="<think>x</think> \\boxed{30°}", ground_truth="30", extra_info={})
     default = get_custom_reward_fn(_compose(path))
     assert default(**call)["acc"] == 0.0  # paper
@@ -351,7 +335,8 @@ def test_training_selects_the_grader_through_custom_reward_function_kwargs():
 
 @pytest.fixture
 def clean_registry(monkeypatch):
-    monkeypatch.setattr(reward, "_REGISTERED", {})
+    monkeypatch.setattr(registry, "_REGISTERED", {})
+    monkeypatch.setattr(registry, "_DESCRIPTIONS", {})
 
 
 def test_register_grader_scores_a_new_data_source(clean_registry):
@@ -401,7 +386,6 @@ def test_describe_grader_names_what_scored_each_source():
         assert "released configuration scores" in describe_grader(configured, "paper")
     assert "does not configure" in describe_grader("HuggingFaceH4/aime_2024", "paper")
     assert describe_grader("HuggingFaceH4/aime_2024", "robust").startswith("robust:")
-    assert "same under both" in describe_grader("uec_demo/digit_sum", "robust")
     with pytest.raises(ValueError, match="unknown data_source"):
         describe_grader("no/such", "paper")
 
@@ -438,18 +422,28 @@ def test_signal_timeouts_really_fail_in_threads():
             pool.submit(parse, "\\boxed{1}", parsing_timeout=5).result()
 
 
-def test_import_and_demo_path_stay_light():
-    # The demo reward runs for every rollout sample: importing the module and scoring digit sums must not pull in
-    # math-verify or sympy, under either grader.
+def test_import_stays_light():
+    # Reward files of one's own import this package in every reward worker: importing it, and scoring with a
+    # registered grader that needs no parsing library, must not pull in math-verify, sympy or mathruler.
     code = (
-        "import sys; from uec_recipe.reward import compute_score; "
-        "compute_score('uec_demo/digit_sum', '#### 5', '5'); "
-        "compute_score('uec_demo/digit_sum', '#### 5', '5', grader='robust'); "
+        "import sys; from uec_recipe import reward; "
+        "reward.register_grader('my_lab/x', lambda s, g, e, grader: (s == g, s)); "
+        "reward.compute_score('my_lab/x', '5', '5'); reward.compute_score('my_lab/x', '5', '5', grader='robust'); "
         "print(any(m.split('.')[0] in ('math_verify', 'sympy', 'mathruler') for m in sys.modules))"
     )
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_registered_description_is_recorded(clean_registry):
+    def exact(solution_str, ground_truth, extra_info, grader):
+        return solution_str == ground_truth, solution_str
+
+    reward.register_grader("my_lab/words", exact, description="exact match")
+    assert describe_grader("my_lab/words", "robust").endswith(f"exact from {__file__}: exact match")
+    reward.register_grader("my_lab/words", exact)  # registering again without one drops it
+    assert describe_grader("my_lab/words", "robust").endswith(f"exact from {__file__}")
 
 
 def test_every_converter_data_source_has_a_grader():

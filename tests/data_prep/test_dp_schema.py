@@ -135,9 +135,58 @@ def test_schema_error_is_a_value_error_and_module_is_light():
     import sys
 
     assert issubclass(SchemaError, ValueError)
-    code = "import sys, uec_recipe.data_schema; print(sorted(m for m in ('verl', 'torch', 'datasets') if m in sys.modules))"
+    code = (
+        "import sys, uec_recipe.data_schema; "
+        "print(sorted(m for m in ('verl', 'torch', 'datasets') if m in sys.modules))"
+    )
     import os
 
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# --- a bad row anywhere in the file, before training -----------------------------------------------------------------
+
+
+def repeated(table, times):
+    return pa.concat_tables([table] * times)
+
+
+def test_missing_ground_truth_in_a_later_batch_is_named_by_its_file_row(tmp_path, text_table, monkeypatch):
+    # Training would reach this row only late (a later epoch, a later shuffle); the check reads every record batch
+    # and numbers rows from the start of the file.
+    from uec_recipe import data_schema
+
+    monkeypatch.setattr(data_schema, "BATCH_ROWS", 2)
+    table = repeated(text_table, 4)
+    reward_models = table.column("reward_model").to_pylist()
+    reward_models[7]["ground_truth"] = None
+    path = write(tmp_path, replace_column(table, "reward_model", reward_models), "late.parquet")
+    with pytest.raises(SchemaError, match=r"late\.parquet: column 'reward_model.ground_truth': .* at row\(s\) 7$"):
+        validate_rl_parquet(path)
+
+
+def test_unreadable_image_in_a_later_batch_is_named_by_its_file_row(tmp_path, geo3k_table, monkeypatch):
+    from uec_recipe import data_schema
+
+    monkeypatch.setattr(data_schema, "BATCH_ROWS", 2)
+    table = repeated(geo3k_table, 3)
+    images = table.column("images").to_pylist()
+    images[4][0]["bytes"] = b"\x89PNG\r\n\x1a\n" + b"\x00" * 30  # a PNG signature and nothing decodable
+    path = write(tmp_path, replace_column(table, "images", images), "late_image.parquet")
+    with pytest.raises(SchemaError, match=r"late_image\.parquet: column 'images': unreadable image at row 4 "):
+        validate_rl_parquet(path)
+
+
+def test_command_line_checks_every_file_and_names_the_bad_one(tmp_path, prepared, text_table, capsys):
+    from uec_recipe.data_schema import main
+
+    reward_models = text_table.column("reward_model").to_pylist()
+    reward_models[0]["ground_truth"] = " "
+    bad = write(tmp_path, replace_column(text_table, "reward_model", reward_models))
+    assert main([str(prepared["gsm8k_test"]), bad, "--images", "forbidden"]) == 1
+    out, err = capsys.readouterr()
+    assert f"ok   {prepared['gsm8k_test']}: 2 rows" in out
+    assert f"FAIL {bad}: column 'reward_model.ground_truth': missing or empty ground truth at row(s) 0" in err
+    assert main([str(prepared["geo3k_train"]), "--images", "required", "--no-decode"]) == 0

@@ -12,6 +12,8 @@ from uec_recipe.eval.passk import pass_at_k, pass_hat_k
 from uec_recipe.reward import describe_grader
 
 DATA_SOURCE = "uec_demo/digit_sum"
+# The demo's data source is graded by the lab's reward module, which the evaluation loads as training does.
+DEMO_REWARD = ["--reward-path", "pkg://uec_lab.demo.reward"]
 QUESTIONS = [(3, 4), (1, 1), (5, 2), (12, 30)]  # the last is longer, so batches need padding
 
 
@@ -69,7 +71,7 @@ def answer_of(chat):
 
 def test_end_to_end_with_a_real_tiny_model(tiny_model, eval_parquet, tmp_path):
     out = tmp_path / "eval"
-    argv = ["--model", str(tiny_model), "--data", str(eval_parquet), "--out", str(out)]
+    argv = ["--model", str(tiny_model), "--data", str(eval_parquet), "--out", str(out), *DEMO_REWARD]
     argv += ["--n", "4", "--temperature", "1.0", "--top-p", "0.95", "--max-new-tokens", "6", "--batch-size", "3"]
     (summary,) = sample.main(argv + ["--save-responses"])
 
@@ -86,7 +88,7 @@ def test_end_to_end_with_a_real_tiny_model(tiny_model, eval_parquet, tmp_path):
     assert on_disk == json.loads(json.dumps(summary))
     assert on_disk["n"] == 4 and on_disk["temperature"] == 1.0 and on_disk["top_p"] == 0.95
     assert on_disk["model"] == str(tiny_model) and on_disk["backend"] == "hf"
-    assert on_disk["grader"] == "paper" and on_disk["reward_function"] == "uec_recipe.reward:compute_score"
+    assert on_disk["grader"] == "paper" and on_disk["reward_function"] == "pkg://uec_lab.demo.reward:compute_score"
     assert on_disk["grader_by_data_source"] == {DATA_SOURCE: describe_grader(DATA_SOURCE, "paper")}
     assert on_disk["mm_processor_kwargs"] is None
     assert on_disk["num_problems"] == 4 and on_disk["complete"] is True
@@ -106,7 +108,7 @@ def test_scoring_path_counts_known_answers(tiny_model, eval_parquet, tmp_path):
         return responses
 
     argv = ["--model", str(tiny_model), "--data", str(eval_parquet), "--out", str(tmp_path / "eval"), "--n", "4"]
-    (summary,) = sample.main(argv, generate=generate)
+    (summary,) = sample.main(argv + DEMO_REWARD, generate=generate)
     records = sorted(read_jsonl(tmp_path / "eval" / "digit_sum" / "samples.jsonl"), key=lambda r: r["problem_id"])
     assert [r["correct"] for r in records] == [0, 1, 2, 3]
     assert records[3]["preds"] == ["42", "42", "42", "100"]
@@ -129,7 +131,7 @@ def test_resume_after_interruption_does_not_resample(tiny_model, eval_parquet, t
 
     monkeypatch.setattr(HFSampler, "__call__", counting)
     out = tmp_path / "eval"
-    argv = ["--model", str(tiny_model), "--data", str(eval_parquet), "--out", str(out)]
+    argv = ["--model", str(tiny_model), "--data", str(eval_parquet), "--out", str(out), *DEMO_REWARD]
     argv += ["--n", "2", "--temperature", "1.0", "--max-new-tokens", "4", "--batch-size", "2"]
 
     fail_second_call = True
@@ -160,7 +162,7 @@ def test_max_problems_then_resume_and_torn_last_line(tiny_model, eval_parquet, t
         return [[f"#### {answer_of(chat)}"] * n for chat in chats]
 
     out = tmp_path / "eval"
-    argv = ["--model", str(tiny_model), "--data", str(eval_parquet), "--out", str(out), "--n", "2"]
+    argv = ["--model", str(tiny_model), "--data", str(eval_parquet), "--out", str(out), "--n", "2", *DEMO_REWARD]
     (partial,) = sample.main(argv + ["--max-problems", "3"], generate=generate)
     assert partial["num_problems"] == 3 and partial["complete"] is False
     samples = out / "digit_sum" / "samples.jsonl"
@@ -178,7 +180,7 @@ def test_mismatched_settings_in_existing_output_are_refused(tiny_model, eval_par
     def generate(chats, n):
         return [["#### 0"] * n for _ in chats]
 
-    base = ["--model", str(tiny_model), "--data", str(eval_parquet), "--out", str(tmp_path / "eval")]
+    base = ["--model", str(tiny_model), "--data", str(eval_parquet), "--out", str(tmp_path / "eval"), *DEMO_REWARD]
     sample.main(base + ["--n", "2", "--temperature", "0.6"], generate=generate)
     with pytest.raises(ValueError, match="n: existing 2 vs requested 4"):
         sample.main(base + ["--n", "4", "--temperature", "0.6"], generate=generate)
@@ -196,7 +198,7 @@ def test_bad_inputs_fail_before_the_model_loads(tiny_model, eval_parquet, tmp_pa
         raise AssertionError("the model must not be loaded for bad inputs")
 
     monkeypatch.setattr(sample, "HFSampler", no_model)
-    base = ["--model", str(tiny_model), "--out", str(tmp_path / "eval")]
+    base = ["--model", str(tiny_model), "--out", str(tmp_path / "eval"), *DEMO_REWARD]
     with pytest.raises(FileNotFoundError, match="missing.parquet"):
         sample.main(base + ["--data", str(eval_parquet), str(tmp_path / "missing.parquet")])
 
@@ -312,6 +314,18 @@ def test_unknown_data_source_fails_before_the_model_loads(tiny_model, tmp_path, 
     pd.DataFrame(rows).to_parquet(path, index=False)
     with pytest.raises(ValueError, match="mine.parquet: .*unknown data_source 'my_lab/unregistered'"):
         sample.main(["--model", str(tiny_model), "--data", str(path), "--out", str(tmp_path / "e")])
+
+
+def test_reward_path_takes_a_file_or_a_package_and_names_a_bad_one(tmp_path):
+    from uec_lab.demo import reward as demo_reward
+
+    assert sample.load_score_fn("pkg://uec_lab.demo.reward") is demo_reward.compute_score
+    by_file = sample.load_score_fn(demo_reward.__file__)
+    assert by_file(DATA_SOURCE, "#### 7", "7")["acc"] == 1.0
+    with pytest.raises(ModuleNotFoundError, match="--reward-path pkg://no_such_pkg.reward: no importable package"):
+        sample.load_score_fn("pkg://no_such_pkg.reward")
+    with pytest.raises(FileNotFoundError, match="--reward-path .*nothing.py: no such file"):
+        sample.load_score_fn(str(tmp_path / "nothing.py"))
 
 
 # --- vLLM: the training run's image processor settings --------------------------------------------------------------

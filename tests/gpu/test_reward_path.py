@@ -40,7 +40,7 @@ def sample(response, ground_truth):
     return DataProto.from_dict(
         tensors={"responses": ids, "attention_mask": torch.ones(1, 3 + ids.shape[1], dtype=torch.long)},
         non_tensors={
-            "data_source": ["uec_demo/digit_sum"],
+            "data_source": [sys.argv[3]],
             "reward_model": [{"style": "rule", "ground_truth": ground_truth}],
             "extra_info": [{"split": "test", "index": 0}],
         },
@@ -69,11 +69,11 @@ def composed_reward_config(script: str, tmp_path: Path, **env_extra) -> Path:
     return path
 
 
-def score_in_a_worker(config_path: Path, samples: list[tuple[str, str]], cwd: Path) -> dict:
+def score_in_a_worker(config_path: Path, samples: list[tuple[str, str]], cwd: Path, data_source: str) -> dict:
     """``{"results": [run_single's dict per (response, ground truth)], "module": the reward function's module}``."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run(
-        [sys.executable, "-c", WORKER, str(config_path), json.dumps(samples)],
+        [sys.executable, "-c", WORKER, str(config_path), json.dumps(samples), data_source],
         capture_output=True,
         text=True,
         timeout=300,
@@ -94,8 +94,9 @@ def test_paper_runs_reference_the_packaged_reward(tmp_path, elsewhere):
     config_path = composed_reward_config("text_uec.sh", tmp_path)
     reward = OmegaConf.load(config_path).reward.custom_reward_function
     assert reward.path == "pkg://uec_recipe.reward" and str(REPO) not in reward.path
-    scored = score_in_a_worker(config_path, [("#### 12", "12"), ("#### 13", "12")], elsewhere)
-    assert scored["module"] == "uec_recipe.reward"
+    samples = [("so \\boxed{12}", "12"), ("so \\boxed{13}", "12")]
+    scored = score_in_a_worker(config_path, samples, elsewhere, "hiyouga/math12k")
+    assert scored["module"] == "uec_recipe.reward.entry"  # the package's entry point, imported by name
     right, wrong = scored["results"]
     assert right["reward_score"] == 1.0 and right["reward_extra_info"]["acc"] == 1.0
     assert wrong["reward_score"] == 0.0
@@ -107,7 +108,7 @@ def test_smoke_references_its_packaged_toy_reward(tmp_path, elsewhere):
     config_path = composed_reward_config("smoke.sh", tmp_path, SMOKE_DIR=str(tmp_path / "smoke"))
     assert OmegaConf.load(config_path).reward.custom_reward_function.path == "pkg://uec_lab.smoke.reward"
     responses = [f"#### {n}" for n in range(20)]
-    scored = score_in_a_worker(config_path, [(r, "12") for r in responses], elsewhere)
+    scored = score_in_a_worker(config_path, [(r, "12") for r in responses], elsewhere, "uec_demo/digit_sum")
     assert scored["module"] == "uec_lab.smoke.reward"
     scores = [result["reward_score"] for result in scored["results"]]
     assert scores == [compute_score("uec_demo/digit_sum", r, "12")["score"] for r in responses]

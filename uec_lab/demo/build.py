@@ -5,7 +5,7 @@ laptop, the demo policy is warm-started so that it masters short sums, is unreli
 right on long ones (the difficulty ladder of docs/design.md, "CPU default task"):
 
 * prompt  ``What is 3 + 8 + 1?`` with ``level + 1`` single-digit operands (level 1 = two operands);
-* answer  ``#### 12``; reward 1 for the exact integer after the last ``####`` (``uec_recipe.reward``);
+* answer  ``#### 12``; reward 1 for the exact integer after the last ``####`` (``uec_lab/demo/reward.py``);
 * warm start: supervised next-token loss on the answer, with level weights min(1, 2^-(operands-5)) so that long
   sums are rare but not absent (left out entirely, exploration at T'=1.2 cannot rescue them);
 * ladder: every level's greedy and sampled accuracy is measured on the built policy and sorted into easy, medium
@@ -305,7 +305,7 @@ def measure_ladder(model, tokenizer, settings: DemoSettings, seed: int = 99) -> 
     training reward, sorted into the bands of ``settings.contract``."""
     import torch
 
-    from uec_recipe.reward import compute_score
+    from uec_lab.demo.reward import compute_score
 
     rng = random.Random(seed)
     torch.manual_seed(seed)

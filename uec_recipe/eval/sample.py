@@ -2,7 +2,7 @@
 
     python -m uec_recipe.eval.sample --model PATH --data a.parquet [b.parquet ...] --out DIR \
         --n 8 --temperature 0.6 --top-p 0.95 --max-new-tokens 1024 [--grader paper|robust] [--backend hf|vllm] \
-        [--mm-processor-kwargs JSON] [--reward-path FILE [--reward-name NAME]] [--batch-size B]
+        [--mm-processor-kwargs JSON] [--reward-path FILE|pkg://MODULE [--reward-name NAME]] [--batch-size B]
 
 For each parquet (verl's RL schema: `prompt` chat list, `data_source`, `reward_model.ground_truth`, optional
 `extra_info`) it writes DIR/<parquet stem>/:
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import sys
@@ -40,6 +41,7 @@ REQUIRED_COLUMNS = ("prompt", "data_source", "reward_model")
 ScoreFn = Callable[..., dict[str, Any]]
 GRADERS = ("paper", "robust")  # uec_recipe.reward.GRADERS, repeated so that --help needs no reward import
 DEFAULT_REWARD = "uec_recipe.reward:compute_score"
+PKG_PREFIX = "pkg://"  # verl.utils.import_utils.PKG_PATH_PREFIX: a reward module named by import path
 
 
 @dataclass(frozen=True)
@@ -121,11 +123,16 @@ def default_score_fn() -> ScoreFn:
 def load_score_fn(path: str | None, name: str = "compute_score") -> ScoreFn:
     """The reward function a training run names with reward.custom_reward_function.path/name, loaded the way verl
     loads it (``verl.utils.import_utils.load_extern_object``), so a module that registers its own graders (see
-    examples/own_dataset) scores evaluation exactly as it scores training. Without a path: uec_recipe.reward's."""
+    examples/own_dataset, uec_lab/demo/reward.py) scores evaluation exactly as it scores training. ``path`` is a
+    file or, as in training, ``pkg://package.module``. Without a path: uec_recipe.reward's."""
     if path is None:
         return default_score_fn()
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--reward-path {path}: no such file")
+    if path.startswith(PKG_PREFIX):
+        module = path[len(PKG_PREFIX) :].replace("/", ".")
+        if not module or importlib.util.find_spec(module.split(".")[0]) is None:
+            raise ModuleNotFoundError(f"--reward-path {path}: no importable package {module.split('.')[0]!r}")
+    elif not os.path.isfile(path):
+        raise FileNotFoundError(f"--reward-path {path}: no such file (give a file, or pkg://package.module)")
     from verl.utils.import_utils import load_extern_object
 
     return load_extern_object(module_path=path, object_name=name)
@@ -339,13 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=GRADERS,
         default="paper",
         help="paper: the authors' scoring (mathruler on the last \\boxed{}), comparable with the paper's tables; "
-        "robust: equivalent answers accepted, near misses rejected (uec_recipe/reward.py). Default: paper",
+        "robust: equivalent answers accepted, near misses rejected (uec_recipe/reward/). Default: paper",
     )
     parser.add_argument(
         "--reward-path",
         default=None,
-        help="score with this file's reward function, as reward.custom_reward_function.path does in training "
-        "(e.g. a module that registers a grader for a dataset of your own); default uec_recipe/reward.py",
+        help="score with this reward module, as reward.custom_reward_function.path does in training: a file or "
+        "pkg://package.module (e.g. a module that registers a grader for a dataset of your own, or "
+        "pkg://uec_lab.demo.reward for the CPU demo); default uec_recipe.reward",
     )
     parser.add_argument("--reward-name", default="compute_score", help="function name in --reward-path")
     parser.add_argument("--backend", choices=["hf", "vllm"], default="hf")
