@@ -252,7 +252,7 @@ def test_scripted_steps_train_on_the_rows_the_released_code_would(monkeypatch):
     m, cleared = run_step(trainer)
     assert trainer.calls["update"] == [keys("p2x0", range(4)) + keys("p2x1", range(4))]
     assert m["uec/update_rows"] == 8 and m["uec/batch_buffer_size"] == 0
-    assert [r.key for r in trainer.replay_buffer_rows.rows()] == ["p2x0_0_0", "p2x1_2_0"]  # A = +1.5 > A0
+    assert [r.key for r in trainer.planner.replay_buffer.rows()] == ["p2x0_0_0", "p2x1_2_0"]  # A = +1.5 > A0
     assert m["uec/replay_rows"] == 0  # replay due, but 2 rows < N0
     assert "p2x0_0_0" not in cleared.keys and "p2x0_0_0" in store.rows
 
@@ -280,7 +280,7 @@ def test_scripted_steps_train_on_the_rows_the_released_code_would(monkeypatch):
     # step 7: two more admissions evict the two oldest replay rows, which are then deleted
     m, cleared = run_step(trainer)
     assert {"p2x0_0_0", "p2x1_2_0"} <= set(cleared.keys)
-    assert [r.key for r in trainer.replay_buffer_rows.rows()][-2:] == ["p7x0_0_0", "p7x1_0_0"]
+    assert [r.key for r in trainer.planner.replay_buffer.rows()][-2:] == ["p7x0_0_0", "p7x1_0_0"]
 
 
 def test_without_selective_retention_every_sample_is_buffered_and_the_buffer_overflows(monkeypatch):
@@ -334,7 +334,7 @@ def test_released_code_rules_abs_gt_1_and_abs_admission(monkeypatch):
     assert m["uec/exploration_kept"] == 1
     assert trainer.calls["update"][0] == keys("e0", [3]) + keys("p1x0", range(3))
     # |A| > A0 admits the -1.5 rows as well
-    assert [r.key for r in trainer.replay_buffer_rows.rows()] == ["e0_3_0"]
+    assert [r.key for r in trainer.planner.replay_buffer.rows()] == ["e0_3_0"]
 
 
 # ---- edge cases ---------------------------------------------------------------------------------------------------
@@ -475,7 +475,7 @@ def test_pipelined_exploration_is_generated_with_the_next_rollout(monkeypatch):
     # step 3 is the last: the difficult prompt it finds is not deferred to a step that never comes
     third, _ = run_step(trainer)
     assert third["uec/difficult_prompts"] == 1 and third["uec/exploration_pending"] == 0
-    assert trainer._exploring == {} and len(trainer.calls["explore"]) == 1
+    assert trainer.planner.exploring == {} and len(trainer.calls["explore"]) == 1
 
 
 def test_pending_exploration_and_budget_survive_a_checkpoint(monkeypatch, tmp_path):
@@ -490,7 +490,7 @@ def test_pending_exploration_and_budget_survive_a_checkpoint(monkeypatch, tmp_pa
     state = read_state(tmp_path / "uec_state.pt")
 
     # a restarted run: TransferQueue has lost the buffered rows; the shards bring them back
-    buffered = [r.key for r in trainer.batch_buffer.rows() + trainer.replay_buffer_rows.rows()]
+    buffered = [r.key for r in trainer.planner.batch_buffer.rows() + trainer.planner.replay_buffer.rows()]
     saved = {key: dict(store.rows.pop(key)) for key in buffered}
     assert saved, "the scenario must leave rows in a buffer"
     restored, _ = make_trainer(
@@ -500,9 +500,9 @@ def test_pending_exploration_and_budget_survive_a_checkpoint(monkeypatch, tmp_pa
     restored._restore_uec_state(str(tmp_path), state)
     assert list(restored._pending_exploration["uid"]) == list(trainer._pending_exploration["uid"])
     assert list(restored._pending_exploration["__rollout_n__"]) == list(trainer._pending_exploration["__rollout_n__"])
-    assert restored._exploring == trainer._exploring
-    assert restored.exploration_budget.state() == trainer.exploration_budget.state()
-    assert [r.key for r in restored.batch_buffer.rows()] == [r.key for r in trainer.batch_buffer.rows()]
+    assert restored.planner.exploring == trainer.planner.exploring
+    assert restored.planner.exploration_budget.state() == trainer.planner.exploration_budget.state()
+    assert [r.key for r in restored.planner.batch_buffer.rows()] == [r.key for r in trainer.planner.batch_buffer.rows()]
     for key, fields in saved.items():
         assert torch.equal(store.rows[key]["advantages"], fields["advantages"]), key
     metrics, _ = run_step(restored)
@@ -526,7 +526,7 @@ def test_adaptive_budget_splits_the_same_total_by_history(monkeypatch):
         assert metrics["uec/budget_samples"] == 8 and metrics["uec/budget_realized_successes"] == 1
     assert allotted[0] == [4, 4]  # no history yet: the reference split
     assert allotted[-1][1] == 2  # the prompt that never succeeded keeps only the floor, never less
-    history = trainer.exploration_budget.history
+    history = trainer.planner.exploration_budget.history
     assert sorted(entry.explored for entry in history.values()) == [4, 4]
 
 
@@ -542,7 +542,7 @@ def test_a_checkpoint_without_uec_state_resumes_with_empty_buffers(monkeypatch, 
     monkeypatch.setattr(PPOTrainerSync, "_load_checkpoint", lambda self: setattr(self, "global_steps", 1))
     trainer._load_checkpoint()
     assert f"{folder} has no uec_state.pt: resuming with empty buffers" in capsys.readouterr().out
-    assert len(trainer.batch_buffer) == 0 and len(trainer.replay_buffer_rows) == 0
+    assert len(trainer.planner.batch_buffer) == 0 and len(trainer.planner.replay_buffer) == 0
 
 
 def test_buffered_rows_hold_their_picture_once_per_prompt_and_train_on_it_whole(monkeypatch):
@@ -556,7 +556,7 @@ def test_buffered_rows_hold_their_picture_once_per_prompt_and_train_on_it_whole(
         pictures=True,
     )
     run_step(trainer)  # 4 regular + 1 exploration survivors wait: two pictures (p1x0's, and p1x1's for e0)
-    buffered = [row.key for row in trainer.batch_buffer.rows()]
+    buffered = [row.key for row in trainer.planner.batch_buffer.rows()]
     assert len(buffered) == 5 and all(store.rows[key]["multi_modal_inputs"] == {} for key in buffered)
     assert len(trainer.buffered_images.inputs) == 2 and len(trainer.buffered_images) == 5
     run_step(trainer)  # 13 rows wait, pictures of 4 prompts
@@ -565,7 +565,7 @@ def test_buffered_rows_hold_their_picture_once_per_prompt_and_train_on_it_whole(
     (inputs,) = trainer.calls["update_inputs"]
     for key, given in zip(trainer.calls["update"][0], inputs):
         assert torch.equal(given["pixel_values"], picture_inputs(picture_of(key))["pixel_values"]), key
-    left = [row.key for row in trainer.batch_buffer.rows()]
+    left = [row.key for row in trainer.planner.batch_buffer.rows()]
     assert all(store.rows[key]["multi_modal_inputs"] == {} for key in left)
     assert set(trainer.buffered_images.owner) == set(left)  # trained rows let go of their pictures
     assert metrics["uec/buffered_image_bytes"] == trainer.buffered_images.bytes_held() > 0
@@ -591,6 +591,6 @@ def test_pipelined_allocation_uses_the_exploration_recorded_in_the_same_step(mon
     trainer.total_training_steps = 5
     run_step(trainer)
     run_step(trainer)
-    (plan,) = trainer._exploring.values()  # the split planned at step 2 for q1's second exploration
+    (plan,) = trainer.planner.exploring.values()  # the split planned at step 2 for q1's second exploration
     # its chance already counts the 3 successes in 4: (3 + 4 * mu) / (4 + 4), mu = (3 + 1) / (4 + 4) = 0.5
     assert plan["chance"] == pytest.approx(0.625)
