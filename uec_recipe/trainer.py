@@ -303,8 +303,7 @@ class UECTrainer(PPOTrainerSync):
         buffers = self.planner.buffers()
         print(
             f"[uec] restored {len(buffers['batch_buffer'])} batch-buffer rows and {len(buffers['replay_buffer'])} "
-            "replay rows "
-            f"({pending} prompts pending exploration) from {folder}",
+            f"replay rows ({pending} prompts pending exploration) from {folder}",
             flush=True,
         )
 
