@@ -2,7 +2,7 @@
 
 ``UECTrainer`` subclasses verl's synchronous V1 trainer and overrides only ``step()`` and the hooks around it;
 ``fit()``, checkpointing, validation, log-prob passes and the PPO update are verl's. One step reads like the
-numbered algorithm (docs/algorithm.md, paper §3):
+numbered algorithm (docs/algorithm.md, "The step"; paper §3):
 
 1. regular rollout: P prompts × G samples at the base temperature, scored, GRPO advantage per prompt group
 2. difficult prompts: groups whose every sample has accuracy 0
@@ -15,9 +15,13 @@ numbered algorithm (docs/algorithm.md, paper §3):
 7. replay: rows of that update with Â > A0 enter the replay buffer; every f_replay steps an extra actor update
    runs on replay rows with their frozen advantages and stored log-probs
 
-Rows live in verl's TransferQueue (TQ) for as long as a buffer holds them; the buffers hold keys. ``step()``
-returns the keys that may be deleted, because ``fit()`` clears whatever ``step()`` returns.
-With ``uec.enable=false`` the step is verl's own, so the baselines run through the same trainer.
+Every decision of the step — and the state behind it: both buffers, the replay random stream, the explorations
+in flight, the adaptive budget — belongs to ``UECPlanner`` (``uec_recipe/algo/planner.py``), a plain object fed
+with keys, uids, accuracies and advantages. This module does the I/O around it: generation, scoring, TransferQueue
+(TQ) reads and writes, the updates, pictures, the checkpoint files and verl's hooks. Rows live in TQ for as long as
+a buffer holds them; the buffers hold keys. ``step()`` returns the keys that may be deleted, because ``fit()``
+clears whatever ``step()`` returns. With ``uec.enable=false`` the step is verl's own, so the baselines run through
+the same trainer.
 """
 
 from __future__ import annotations
@@ -26,11 +30,9 @@ import hashlib
 import json
 import logging
 import os
-import random
 import uuid
 
 import numpy as np
-import torch
 import transfer_queue as tq
 from omegaconf import open_dict
 from tensordict import TensorDict
@@ -44,24 +46,10 @@ from verl.utils.debug import marked_timer
 from verl.utils.debug.metrics import calculate_debug_metrics
 from verl.workers.utils.padding import response_to_nested
 
-from uec_recipe.algo.buffers import (
-    BufferedRow,
-    FifoBuffer,
-    fifo_capacity,
-    select_replay_rows,
-    update_pop_size,
-    whole_blocks,
-)
+from uec_recipe.algo.buffers import BufferedRow
 from uec_recipe.algo.config import UECConfig, load_and_validate, update_batch_rows
-from uec_recipe.algo.difficulty import difficult_groups, group_rows, sequence_accuracy, sequence_advantages
-from uec_recipe.algo.exploration_budget import ExplorationBudget
-from uec_recipe.algo.retention import (
-    admit_to_replay,
-    keep_exploration,
-    keep_regular,
-    overlong_filter_applies,
-    overlong_positive,
-)
+from uec_recipe.algo.difficulty import sequence_accuracy, sequence_advantages
+from uec_recipe.algo.planner import ExplorationPlan, GeneratedRows, UECPlanner
 from uec_recipe.baselines import apply_entropy_advantage
 from uec_recipe.checkpoint import (
     STATE_FILE,
@@ -97,19 +85,6 @@ def prompt_key(batch: TensorDict, row: int) -> str:
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
 
 
-class ScoredRows:
-    """A sampled batch as the UEC step uses it: TQ keys and tags, group advantages, accuracy, origin."""
-
-    def __init__(self, meta: KVBatchMeta, data: DataProto, accuracy: torch.Tensor, accuracy_source: str):
-        self.meta, self.data = meta, data
-        self.accuracy, self.accuracy_source = accuracy, accuracy_source
-        self.advantages = sequence_advantages(data)
-        self.uids = list(data.non_tensor_batch["uid"])
-
-    def __len__(self) -> int:
-        return len(self.meta)
-
-
 @register_trainer("uec")
 class UECTrainer(PPOTrainerSync):
     def __init__(self, config):
@@ -128,24 +103,13 @@ class UECTrainer(PPOTrainerSync):
         """The UEC step's own state, from ``self.uec`` and ``self.config`` (empty buffers, fresh counters)."""
         config = self.config
         self.base_temperature = float(config.actor_rollout_ref.rollout.temperature)
-        self.max_response_length = int(config.data.max_response_length)
-        self.n0 = update_batch_rows(self.uec, config)
-        self.batch_buffer = FifoBuffer(fifo_capacity(self.uec.batch_buffer.capacity_multiple, self.n0))
-        self.replay_buffer_rows = FifoBuffer(fifo_capacity(self.uec.replay.capacity_multiple, self.n0))
-        self.replay_rng = random.Random(self.uec.seed)
-        self.replay_updates = 0
+        self.planner = UECPlanner(self.uec, update_batch_rows(self.uec, config), int(config.data.max_response_length))
         self._step_prompts = None  # this step's prompt rows, kept to re-sample the difficult ones
         self._step_rows: KVBatchMeta | None = None  # this step's regular rollout, for verl's data metrics
         self._rollout_asleep = True  # whether the rollout was put to sleep this step (it then needs the weights)
-        ex = self.uec.exploration
-        self.pipelined = ex.schedule == "pipelined"
         # the pipelined schedule's exploration of the last step's difficult prompts, generated with this step's
-        # regular rollout: the prompt rows (fresh uids, G', T') and, per uid, what the exploration is for
+        # regular rollout: the prompt rows (fresh uids, G', T'); the planner knows what each one is for
         self._pending_exploration: TensorDict | None = None
-        self._exploring: dict[str, dict] = {}  # uid -> {"key": prompt key, "chance": estimate, "found": step}
-        self.exploration_budget = (
-            ExplorationBudget(ex.n, ex.budget_floor, ex.budget_cap) if ex.budget == "adaptive" else None
-        )
         self.buffered_images = BufferedImages()  # VLM rows' image inputs, once per prompt while buffered
         self._image_source: dict[str, str] = {}  # this step's exploration uid -> the prompt uid it re-samples
 
@@ -178,6 +142,7 @@ class UECTrainer(PPOTrainerSync):
         if not self.uec.enable:
             self._step_rows = None
             return super().step(metrics, timing_raw)
+        planner, step = self.planner, self.global_steps
         to_clear: list[str] = []
 
         # 1. regular rollout and its group advantages; the pipelined schedule generates the exploration of the last
@@ -186,91 +151,73 @@ class UECTrainer(PPOTrainerSync):
         self._pending_exploration = None
         with marked_timer("gen", timing_raw, color="red"):
             if pending is not None:
-                tu.assign_non_tensor_data(pending, "global_steps", self.global_steps)
+                tu.assign_non_tensor_data(pending, "global_steps", step)
                 self._submit_batch_to_rollout(pending)
             self.prepare_step()
             groups = self.config.data.train_batch_size + (0 if pending is None else len(pending))
             sampled, off_policy_metrics = self.replay_buffer.sample(
-                global_steps=self.global_steps, partition_id=PARTITION, batch_size=groups
+                global_steps=step, partition_id=PARTITION, batch_size=groups
             )
             metrics.update(off_policy_metrics)
         with marked_timer("uec_bookkeeping", timing_raw, color="white"):
             regular_meta, explored_meta = self._split_exploration(sampled, pending)
         with marked_timer("adv", timing_raw, color="brown"):
             regular = self._score(regular_meta)
-        self._step_rows = regular.meta
+        self._step_rows = regular_meta
         exploration = None
         if explored_meta is not None:  # pipelined: the exploration generated in this round, recorded before the
             exploration = self._score_exploration(explored_meta, metrics, timing_raw)  # next split is planned
 
-        # 2.-4. difficult prompts (accuracy 0 on every sample), exploration at T', advantages within its groups
-        difficult = difficult_groups(regular.uids, regular.accuracy, self.uec.exploration.difficulty_threshold)
-        if self.uec.exploration.enable and difficult:
-            batch = self._exploration_batch(difficult)
-            if not self.pipelined:
-                with marked_timer("gen_explore", timing_raw, color="red"):
-                    explored_meta = self._generate_exploration(batch)
-                exploration = self._score_exploration(explored_meta, metrics, timing_raw)
-            elif self.global_steps < self.total_training_steps:
-                self._pending_exploration = batch  # generated with the next step's regular rollout
-            else:  # the last step: no next round generates it
-                for uid in batch["uid"]:
-                    self._exploring.pop(uid, None)
+        # 2. difficult prompts: accuracy 0 on every sample
+        difficult = planner.difficult_prompts(regular)
+        # 3.-4. targeted exploration at T' under fresh uids (its own advantage groups): generated now, or with the
+        #       next step's rollout under the pipelined schedule
+        plan, batch = self._plan_exploration(difficult)
+        if plan is not None and plan.deferred:
+            self._pending_exploration = batch
+        elif plan is not None:
+            with marked_timer("gen_explore", timing_raw, color="red"):
+                explored_meta = self._generate_exploration(batch)
+            exploration = self._score_exploration(explored_meta, metrics, timing_raw)
         if getattr(self, "curr_step_profile", False):
             self._stop_rollout_profiling()  # verl stops it in on_sample_end, which the UEC step leaves to itself
         metrics["uec/exploration_pending"] = 0 if self._pending_exploration is None else len(self._pending_exploration)
 
         with marked_timer("uec_bookkeeping", timing_raw, color="white"):
-            # 5. selective retention; the released code concatenates exploration survivors before regular ones
-            #    and drops overlong positives from that concatenation
-            kept_exploration = self._retain(exploration, exploration=True) if exploration is not None else []
-            kept_regular = self._retain(regular, exploration=False)
-            survivors, overlong = self._drop_overlong_positive(kept_exploration + kept_regular)
-            kept_keys = {row.key for row in survivors}
-            for rows in (regular, exploration):
-                if rows is not None:
-                    to_clear += [key for key in rows.meta.keys if key not in kept_keys]
-
+            # 5. selective retention, exploration survivors first, overlong positives dropped
+            retention = planner.retain(regular, exploration, step)
+            to_clear += retention.discarded
             # 6. batch buffer: evict past capacity, then pop the oldest whole N0 blocks
-            to_clear += [row.key for row in self.batch_buffer.extend(survivors)]
-            update_rows = self.batch_buffer.pop_oldest(update_pop_size(len(self.batch_buffer), self.n0))
-            self._strip_images([row.key for row in self.batch_buffer.rows()])
-            replay_due = self.uec.replay.enable and self.global_steps % self.uec.replay.frequency == 0
-            # Without an update nothing is admitted this step, so the replay buffer's size is already known.
-            replays = replay_due and (bool(update_rows) or whole_blocks(len(self.replay_buffer_rows), self.n0) > 0)
-        self._sleep_rollout_if_needed(trains=bool(update_rows) or replays)
+            update = planner.plan_update(retention.survivors, step)
+            to_clear += [row.key for row in update.evicted]
+            self._strip_images([row.key for row in planner.batch_buffer.rows()])
+        self._sleep_rollout_if_needed(trains=update.trains)
 
-        trained_tokens = 0
-        if update_rows:
-            trained = self._update_on_rows(update_rows, metrics, timing_raw)
-            trained_tokens += sum(row.tag["seq_len"] for row in update_rows)
+        if update.rows:
+            trained = self._update_on_rows(update.rows, metrics, timing_raw)
             # 7a. replay admission: rows of this update with a high advantage, with their stored log-probs
             with marked_timer("uec_bookkeeping", timing_raw, color="white"):
-                admitted = self._admit_to_replay(update_rows) if self.uec.replay.enable else []
-                admitted_keys = {row.key for row in admitted}
+                admission = planner.admit(update.rows)
+                admitted_keys = {row.key for row in admission.admitted}
                 to_clear += [key for key in trained.keys if key not in admitted_keys]
-                to_clear += [row.key for row in self.replay_buffer_rows.extend(admitted)]
-                self._strip_images([row.key for row in admitted if row.key not in to_clear])
+                to_clear += [row.key for row in admission.evicted]
+                self._strip_images([row.key for row in admission.admitted if row.key not in to_clear])
 
-        # 7b. the stabilizer: an extra, separate update on replay rows every f_replay steps
-        replayed = []
-        if replay_due:
-            replayed = select_replay_rows(
-                self.replay_buffer_rows.rows(), self.n0, self.replay_buffer_rows.capacity, self.replay_rng
-            )
-            if replayed:
-                self._replay_update(replayed, metrics, timing_raw)
-                trained_tokens += sum(row.tag["seq_len"] for row in replayed)
-                self._strip_images([row.key for row in replayed])
+        # 7c. the stabilizer: an extra, separate update on replay rows every f_replay steps
+        replayed = planner.replay(step)
+        if replayed:
+            self._replay_update(replayed, metrics, timing_raw)
+            self._strip_images([row.key for row in replayed])
 
         self.buffered_images.release(to_clear)
         self._image_source = {}
         metrics["uec/buffered_image_bytes"] = self.buffered_images.bytes_held()
-        metrics.update(self._uec_metrics(regular, difficult, exploration, kept_regular, kept_exploration, overlong))
-        metrics.update(self._update_metrics(update_rows, replayed, trained_tokens))
-        metrics.update(self._rollout_entropy_metrics(regular.meta, "entropy/regular_rollout"))
+        metrics.update(planner.step_metrics(regular, difficult, exploration, retention))
+        metrics.update(planner.training_metrics(update.rows, replayed, step))
+        metrics["uec/weight_sync_skipped"] = int(not self._rollout_asleep)
+        metrics.update(self._rollout_entropy_metrics(regular_meta, "entropy/regular_rollout"))
         if exploration is not None:
-            metrics.update(self._rollout_entropy_metrics(exploration.meta, "entropy/exploration_rollout"))
+            metrics.update(self._rollout_entropy_metrics(explored_meta, "entropy/exploration_rollout"))
         return KVBatchMeta(
             partition_id=PARTITION, keys=to_clear or [_NOTHING_TO_CLEAR], tags=[{}] * max(1, len(to_clear))
         )
@@ -353,48 +300,43 @@ class UECTrainer(PPOTrainerSync):
             return
         self._restore_uec_state(folder, state)
         pending = 0 if self._pending_exploration is None else len(self._pending_exploration)
+        buffers = self.planner.buffers()
         print(
-            f"[uec] restored {len(self.batch_buffer)} batch-buffer rows and {len(self.replay_buffer_rows)} replay rows "
-            f"({pending} prompts pending exploration) from {folder}",
+            f"[uec] restored {len(buffers['batch_buffer'])} batch-buffer rows and {len(buffers['replay_buffer'])} "
+            f"replay rows ({pending} prompts pending exploration) from {folder}",
             flush=True,
         )
 
     def _write_uec_state(self, folder: str) -> None:
-        meta = {
-            "global_steps": self.global_steps,
-            "replay_updates": self.replay_updates,
-            "replay_rng_state": self.replay_rng.getstate(),
-            "exploring": self._exploring,
-            "exploration_budget": None if self.exploration_budget is None else self.exploration_budget.state(),
-        }
-        buffers = {"batch_buffer": self.batch_buffer.rows(), "replay_buffer": self.replay_buffer_rows.rows()}
+        meta = {"global_steps": self.global_steps, **self.planner.state()}
 
         def fetch(keys):
             return tq.kv_batch_get(keys=keys, partition_id=PARTITION).cpu()
 
-        write_state(folder, meta, buffers, fetch, self._pending_exploration, self.buffered_images.state())
+        write_state(
+            folder, meta, self.planner.buffers(), fetch, self._pending_exploration, self.buffered_images.state()
+        )
 
     def _restore_uec_state(self, folder: str, state: dict) -> None:
-        for name, buffer in (("batch_buffer", self.batch_buffer), ("replay_buffer", self.replay_buffer_rows)):
+        buffers = {}
+        for name in self.planner.buffers():
             rows = buffer_rows(state, name)
             tags = {row.key: dict(row.tag) for row in rows}
             for keys, fields in iter_buffer_shards(folder, state, name):
                 tq.kv_batch_put(keys=keys, partition_id=PARTITION, fields=fields, tags=[tags[k] for k in keys])
-            buffer.replace(rows)
-        self.replay_updates = int(state["replay_updates"])
-        self.replay_rng.setstate(from_plain(state["replay_rng_state"]))
-        self._exploring = from_plain(state["exploring"])
+            buffers[name] = rows
+        saved = {name: from_plain(state.get(name)) for name in self.planner.state()}
+        self.planner.restore(saved, buffers)
         self._pending_exploration = pending_exploration(state)
-        if self.exploration_budget is not None and state.get("exploration_budget") is not None:
-            self.exploration_budget.restore(from_plain(state["exploration_budget"]))
         images = buffered_images(folder, state)
         if images is not None:
             self.buffered_images.load(images)
 
-    # ---- the stages ---------------------------------------------------------------------------------------------
+    # ---- I/O around the planner's stages -------------------------------------------------------------------------
 
-    def _score(self, meta: KVBatchMeta) -> ScoredRows:
-        """Advantages within each uid group (written back to TQ for the update) and each row's accuracy."""
+    def _score(self, meta: KVBatchMeta) -> GeneratedRows:
+        """Advantages within each uid group (stages 1 and 4; written back to TQ for the update) and each row's
+        accuracy, as the planner reads them."""
         fields = tq.kv_batch_get(
             keys=meta.keys,
             partition_id=meta.partition_id,
@@ -419,33 +361,33 @@ class UECTrainer(PPOTrainerSync):
         nested = {name: response_to_nested(data.batch[name], response_mask) for name in ("advantages", "returns")}
         tq.kv_batch_put(keys=meta.keys, partition_id=meta.partition_id, fields=TensorDict(nested, batch_size=len(meta)))
         accuracy, source = sequence_accuracy(extra_fields, data.batch["token_level_scores"].sum(dim=-1))
-        return ScoredRows(meta, data, accuracy, source)
+        uids = list(data.non_tensor_batch["uid"])
+        return GeneratedRows(meta.keys, meta.tags, uids, accuracy, sequence_advantages(data), accuracy_source=source)
 
-    def _exploration_batch(self, difficult: list[str]) -> TensorDict:
-        """The difficult prompts as a new batch: a fresh uid each (its own group, no '_' in it), T', and G' samples
-        (``budget=adaptive``: the prompt's share of the same total, from its exploration history)."""
+    def _plan_exploration(self, difficult: list[str]) -> tuple[ExplorationPlan | None, TensorDict | None]:
+        """The planner's exploration of the difficult prompts and the batch that generates it: the prompts' rows
+        with a fresh uid each (no '_' in it), G' samples (or the adaptive budget's share) and T'."""
+        if not self.planner.explores(difficult):
+            return None, None
         prompts = self._step_prompts
         uid_to_row = {str(uid): row for row, uid in enumerate(prompts["uid"])}
-        rows = [uid_to_row[uid] for uid in difficult]
-        batch = tu.index_select_tensor_dict(prompts, rows)
-        keys = [prompt_key(batch, i) for i in range(len(rows))]
-        if self.exploration_budget is not None:
-            allocation = self.exploration_budget.allocate(keys)
-            samples, chances = allocation.samples, allocation.chances
-        else:
-            samples, chances = [int(self.uec.exploration.n)] * len(rows), [None] * len(rows)
-        uids = [uuid.uuid4().hex for _ in rows]
-        tu.assign_non_tensor_stack(batch, "uid", uids)
-        tu.assign_non_tensor_stack(batch, "__rollout_n__", samples)
-        tu.assign_non_tensor_stack(batch, TEMPERATURE_COLUMN, [float(self.uec.exploration.temperature)] * len(rows))
-        for uid, key, chance, source in zip(uids, keys, chances, difficult):
-            self._exploring[uid] = {"key": key, "chance": chance, "found": self.global_steps, "source": source}
-        return batch
+        batch = tu.index_select_tensor_dict(prompts, [uid_to_row[uid] for uid in difficult])
+        keys = [prompt_key(batch, i) for i in range(len(difficult))]
+        uids = [uuid.uuid4().hex for _ in difficult]
+        plan = self.planner.plan_exploration(difficult, keys, uids, self.global_steps, self.total_training_steps)
+        if plan is None:
+            return None, None
+        tu.assign_non_tensor_stack(batch, "uid", plan.uids)
+        tu.assign_non_tensor_stack(batch, "__rollout_n__", plan.samples)
+        tu.assign_non_tensor_stack(batch, TEMPERATURE_COLUMN, [plan.temperature] * len(plan.uids))
+        return plan, batch
 
-    def _score_exploration(self, meta: KVBatchMeta, metrics: dict, timing_raw: dict) -> ScoredRows:
+    def _score_exploration(self, meta: KVBatchMeta, metrics: dict, timing_raw: dict) -> GeneratedRows:
         with marked_timer("adv", timing_raw, color="brown"):
             exploration = self._score(meta)
-        metrics.update(self._record_exploration(exploration))
+        record = self.planner.record_exploration(exploration, self.global_steps)
+        self._image_source.update(record.sources)
+        metrics.update(record.metrics)
         return exploration
 
     def _generate_exploration(self, batch: TensorDict) -> KVBatchMeta:
@@ -475,33 +417,6 @@ class UECTrainer(PPOTrainerSync):
         )
         return self._canonical_order(regular, regular_uids), self._canonical_order(exploration, explored_uids)
 
-    def _record_exploration(self, exploration: ScoredRows) -> dict:
-        """Per-prompt outcomes into the adaptive budget's history; what was expected vs what was found."""
-        groups = group_rows(exploration.uids)
-        plans = {uid: self._exploring.pop(uid) for uid in groups}
-        self._image_source.update({uid: plan["source"] for uid, plan in plans.items()})
-        lag = [self.global_steps - plans[uid]["found"] for uid in groups]
-        metrics = {"uec/exploration_lag": float(np.mean(lag))}  # steps between finding a prompt and exploring it
-        if self.exploration_budget is None:
-            return metrics
-        sizes = [len(rows) for rows in groups.values()]
-        successes = [int((exploration.accuracy[rows] > 0).sum()) for rows in groups.values()]
-        chances = [plans[uid]["chance"] for uid in groups]
-        for uid, size, found in zip(groups, sizes, successes):
-            self.exploration_budget.record(plans[uid]["key"], size, found, self.global_steps)
-        metrics.update(
-            {
-                "uec/budget_samples": sum(sizes),
-                "uec/budget_samples_min": min(sizes),
-                "uec/budget_samples_max": max(sizes),
-                "uec/budget_expected_successes": sum(n * p for n, p in zip(sizes, chances)),
-                "uec/budget_realized_successes": sum(successes),
-                "uec/budget_expected_solved": sum(1 - (1 - p) ** n for n, p in zip(sizes, chances)),
-                "uec/budget_prompts_tracked": len(self.exploration_budget.history),
-            }
-        )
-        return metrics
-
     @staticmethod
     def _canonical_order(meta: KVBatchMeta, prompt_uids: list[str]) -> KVBatchMeta:
         """The sampled rows by prompt (in submission order), then by response tokens.
@@ -517,32 +432,6 @@ class UECTrainer(PPOTrainerSync):
         return KVBatchMeta(
             partition_id=meta.partition_id, keys=[meta.keys[i] for i in order], tags=[meta.tags[i] for i in order]
         )
-
-    def _retain(self, rows: ScoredRows, exploration: bool) -> list[BufferedRow]:
-        """Selective retention by advantage (stage 5); ``retention.enable=false`` keeps every row (ablation)."""
-        if not self.uec.retention.enable:
-            keep = torch.ones_like(rows.advantages, dtype=torch.bool)
-        elif exploration:
-            keep = keep_exploration(rows.advantages, self.uec.exploration.retention)
-        else:
-            keep = keep_regular(rows.advantages, self.uec.retention.regular_abs_adv)
-        return [
-            BufferedRow(key=key, tag=tag, advantage=float(adv), exploration=exploration, step=self.global_steps)
-            for key, tag, adv, kept in zip(rows.meta.keys, rows.meta.tags, rows.advantages.tolist(), keep.tolist())
-            if kept
-        ]
-
-    def _drop_overlong_positive(self, survivors: list[BufferedRow]) -> tuple[list[BufferedRow], list[BufferedRow]]:
-        """Split survivors into (kept, dropped) by the overlong-positive filter in its configured scope."""
-        if not survivors:
-            return [], []
-        advantages = torch.tensor([row.advantage for row in survivors])
-        lengths = torch.tensor([row.tag["response_len"] for row in survivors])
-        in_scope = overlong_filter_applies(
-            torch.tensor([row.exploration for row in survivors]), self.uec.retention.drop_overlong_positive
-        )
-        drop = (in_scope & overlong_positive(advantages, lengths, self.max_response_length)).tolist()
-        return [r for r, d in zip(survivors, drop) if not d], [r for r, d in zip(survivors, drop) if d]
 
     def _strip_images(self, keys: list[str]) -> None:
         """Hand the image inputs of rows that stay buffered to ``buffered_images`` (uec_recipe/images.py)."""
@@ -606,11 +495,6 @@ class UECTrainer(PPOTrainerSync):
             return {}
         return calculate_debug_metrics(DataProto(batch=data.to_padded_tensor()))
 
-    def _admit_to_replay(self, rows: list[BufferedRow]) -> list[BufferedRow]:
-        advantages = torch.tensor([row.advantage for row in rows])
-        admitted = admit_to_replay(advantages, self.uec.replay.adv_threshold, self.uec.replay.admission)
-        return [row for row, keep in zip(rows, admitted.tolist()) if keep]
-
     def _replay_update(self, rows: list[BufferedRow], metrics: dict, timing_raw: dict) -> None:
         """The extra update: no log-prob recompute, so the worker reads the stored old/ref log-probs and advantages."""
         self.buffered_images.restore(tq, PARTITION, [r.key for r in rows])
@@ -625,7 +509,6 @@ class UECTrainer(PPOTrainerSync):
         padding_keys = [key for key, tag in zip(batch.keys, batch.tags) if tag.get("is_padding", False)]
         if padding_keys:
             tq.kv_clear(keys=padding_keys, partition_id=PARTITION)
-        self.replay_updates += 1
 
     def _entropy_by_origin(self, batch: KVBatchMeta, rows: list[BufferedRow]) -> dict:
         """Token-mean entropy (base temperature, current weights) of the regular vs exploration rows updated on."""
@@ -661,58 +544,6 @@ class UECTrainer(PPOTrainerSync):
             return {}
         values = data["rollout_log_probs"].values()
         return {name: float(-values.float().mean())} if values.numel() else {}
-
-    def _uec_metrics(self, regular, difficult, exploration, kept_regular, kept_exploration, overlong) -> dict:
-        generated = list(regular.meta.tags) + ([] if exploration is None else list(exploration.meta.tags))
-        metrics = {
-            "uec/difficult_prompts": len(difficult),
-            "uec/difficulty_on_accuracy": int(regular.accuracy_source == "acc"),
-            "uec/regular_samples": len(regular),
-            "uec/regular_kept": len(kept_regular),
-            "uec/exploration_samples": 0 if exploration is None else len(exploration),
-            "uec/exploration_kept": len(kept_exploration),
-            "uec/overlong_positive_dropped": len(overlong),
-            "uec/overlong_positive_dropped_exploration": sum(row.exploration for row in overlong),
-            "uec/difficult_solved_by_exploration": 0,
-            "uec/batch_buffer_size": len(self.batch_buffer),
-            "uec/regular_accuracy": float((regular.accuracy > 0).float().mean()),
-            "tokens/generated": sum(tag["seq_len"] for tag in generated),
-            "tokens/generated_response": sum(tag["response_len"] for tag in generated),
-        }
-        if exploration is not None:
-            groups = group_rows(exploration.uids)
-            metrics["uec/difficult_solved_by_exploration"] = sum(
-                bool((exploration.accuracy[rows] > 0).any()) for rows in groups.values()
-            )
-            metrics["uec/exploration_accuracy"] = float((exploration.accuracy > 0).float().mean())
-        return metrics
-
-    def _update_metrics(self, update_rows, replayed, trained_tokens) -> dict:
-        metrics = {
-            "uec/update_ran": int(bool(update_rows)),
-            "uec/update_rows": len(update_rows),
-            "uec/update_exploration_rows": sum(row.exploration for row in update_rows),
-            "uec/replay_buffer_size": len(self.replay_buffer_rows),
-            "uec/replay_rows": len(replayed),
-            "uec/replay_updates_total": self.replay_updates,
-            "uec/weight_sync_skipped": int(not self._rollout_asleep),
-            "uec/trained_response_tokens": sum(row.tag["response_len"] for row in update_rows + replayed),
-            "tokens/trained": trained_tokens,
-        }
-        # How many steps ago the trained rows were generated (0 = this step's rollout).
-        for name, rows in (("update", update_rows), ("replay", replayed)):
-            if rows:
-                ages = np.array([self.global_steps - row.step for row in rows])
-                metrics.update(
-                    {
-                        f"uec/{name}_staleness/min": int(ages.min()),
-                        f"uec/{name}_staleness/mean": float(ages.mean()),
-                        f"uec/{name}_staleness/max": int(ages.max()),
-                    }
-                )
-        if replayed:
-            metrics["uec/replay_mean_advantage"] = float(np.mean([row.advantage for row in replayed]))
-        return metrics
 
 
 def progress_line(metrics: dict, step: int, total_steps: int) -> str:

@@ -86,7 +86,8 @@ def test_accuracy_falls_back_to_the_score_when_a_row_reports_none():
 
 @pytest.mark.parametrize("k, expected", [(1, 4.2485), (2, 2.9240), (5, 1.6882), (9, 1.0776)])
 def test_exploration_advantage_table_for_20_samples(k, expected):
-    # The algorithm doc's table (+4.25, +2.92, +1.69, +1.08), to four places: (1 - k/20) / unbiased std.
+    # The table in keep_exploration's docstring (uec_recipe/algo/retention.py: +4.25, +2.92, +1.69, +1.08), to four
+    # places: (1 - k/20) / unbiased std.
     data = with_advantages(rollout({"explore": [1.0] * k + [0.0] * (20 - k)}))
     adv = sequence_advantages(data)
     assert adv[0].item() == pytest.approx(expected, abs=1e-3)

@@ -1,9 +1,10 @@
-"""UECTrainer.step() without Ray: verl's TransferQueue and workers are replaced by in-memory fakes.
+"""UECTrainer.step() without Ray: the I/O around the planner, with TransferQueue and verl's workers as fakes.
 
-The step's own code (advantages through verl's estimator registry, difficulty, exploration submission,
-retention, buffers, update trigger, replay) runs unchanged; the real-trainer path is covered by tests/e2e.
-The scripted scenarios check, step by step, the rows each update trains on against values worked out by hand
-from the released code's rules (597358816/EFRame, verl/trainer/ray_trainer.py; docs/algorithm.md).
+Every decision of the step is the planner's and is checked row by row in tests/algo/test_planner.py. What is
+checked here is that the trainer carries them out: scores and advantages read from and written to TransferQueue
+(through verl's estimator registry), the exploration batch submitted to the rollout, the rows handed to the
+updates, the keys returned for deletion, when the rollout sleeps, pictures, and the checkpoint files. The
+real-trainer path is covered by tests/e2e.
 """
 
 from __future__ import annotations
@@ -214,138 +215,63 @@ def keys(prefix, sessions):
 # ---- the reference rules, step by step ----------------------------------------------------------------------------
 
 
-def test_scripted_steps_train_on_the_rows_the_released_code_would(monkeypatch):
-    """P = 2 prompts x G = 4, N0 = 4 (uec.n0), G' = 4, batch and replay capacity 2*N0 = 8, A0 = 1, replay every 2.
+def test_the_trainer_trains_on_and_deletes_the_rows_the_planner_decides(monkeypatch):
+    """Steps 1-4 of the seven-step scenario of test_planner.py through the trainer: the updates verl runs, the
+    replay update, the keys step() returns for deletion and the rows left in TransferQueue.
 
-    GRPO advantages in a group of 4 with k correct: k=1: +1.5 / -0.5; k=2: +/-0.866; k=3: +0.5 / -1.5.
+    P = 2 prompts x G = 4, N0 = 4 (uec.n0), G' = 4, batch and replay capacity 2*N0 = 8, A0 = 1, replay every 2.
     """
     steps = [
-        # 1: p1x0 has a truncated correct sample; p1x1 is difficult
         [[(1, LONG), 0, 0, 0], [0, 0, 0, 0]],
-        # 2: eight survivors = two N0 blocks, trained in one update
         [[1, 0, 0, 0], [0, 0, 1, 0]],
-        # 3: a truncated correct regular sample; an all-correct group (A = 0)
         [[0, (1, LONG), 0, 0], [1, 1, 1, 1]],
-        # 4: eight survivors on top of three buffered rows overflow the buffer
         [[1, 0, 0, 0], [0, 0, 0, 1]],
-        [[1, 0, 0, 0], [0, 1, 0, 0]],
-        [[0, 0, 1, 0], [0, 0, 0, 1]],
-        [[1, 0, 0, 0], [1, 0, 0, 0]],
     ]
-    explorations = [[(1, LONG), 1, 0, 0]]  # step 1's exploration of p1x1: k=2, one correct sample truncated
     trainer, store = make_trainer(
         monkeypatch,
         uec_overrides={"n0": 4, "replay": {"frequency": 2, "adv_threshold": 1.0}},
         steps=steps,
-        explorations=explorations,
+        explorations=[[(1, LONG), 1, 0, 0]],
     )
 
-    # step 1: exploration survivors first; the overlong filter drops the truncated positive of both kinds
+    # step 1: exploration survivors first; every row is deleted (nothing is admitted to replay)
     m, cleared = run_step(trainer)
-    assert (m["uec/difficult_prompts"], m["uec/exploration_kept"], m["uec/regular_kept"]) == (1, 2, 4)
-    assert m["uec/overlong_positive_dropped"] == 2 and m["uec/overlong_positive_dropped_exploration"] == 1
     assert trainer.calls["update"] == [keys("e0", [1]) + keys("p1x0", [1, 2, 3])]
-    assert m["uec/update_rows"] == 4 and m["uec/batch_buffer_size"] == 0 and m["uec/replay_buffer_size"] == 0
+    assert (m["uec/difficult_prompts"], m["uec/exploration_kept"], m["uec/regular_kept"]) == (1, 2, 4)
     assert set(cleared.keys) == set(keys("p1x0", range(4)) + keys("p1x1", range(4)) + keys("e0", range(4)))
+    assert trainer.calls["sleep"] == 1
 
-    # step 2: 8 survivors -> floor(8/4)*4 = 8 rows in one update (popping one N0 block would leave 4 behind)
+    # step 2: one update on 8 rows; the two admitted to replay stay in TransferQueue with their advantages
     m, cleared = run_step(trainer)
     assert trainer.calls["update"] == [keys("p2x0", range(4)) + keys("p2x1", range(4))]
-    assert m["uec/update_rows"] == 8 and m["uec/batch_buffer_size"] == 0
-    assert [r.key for r in trainer.replay_buffer_rows.rows()] == ["p2x0_0_0", "p2x1_2_0"]  # A = +1.5 > A0
+    assert [r.key for r in trainer.planner.replay_buffer.rows()] == ["p2x0_0_0", "p2x1_2_0"]
+    assert "p2x0_0_0" not in cleared.keys and "advantages" in store.rows["p2x0_0_0"]
     assert m["uec/replay_rows"] == 0  # replay due, but 2 rows < N0
-    assert "p2x0_0_0" not in cleared.keys and "p2x0_0_0" in store.rows
 
     # step 3: 3 survivors < N0: no update, nothing trained, the rollout keeps its weights
     m, _ = run_step(trainer)
     assert trainer.calls["update"] == [] and m["uec/update_ran"] == 0 and m["uec/batch_buffer_size"] == 3
     assert m["uec/weight_sync_skipped"] == 1 and trainer.calls["sleep"] == 0
 
-    # step 4: 3 + 8 = 11 > capacity 8: the 3 oldest are evicted untrained (as the released code truncates),
-    # then 8 rows are trained; replay is due and holds exactly N0 = 4 rows: a random order of all of them
+    # step 4: the 3 buffered rows are evicted and deleted; 8 rows trained, then the replay update on all 4
+    # replay rows in the planner's random order, as a second call of verl's actor update
     m, cleared = run_step(trainer)
     assert set(keys("p3x0", [0, 2, 3])) <= set(cleared.keys)
     assert trainer.calls["update"][0] == keys("p4x0", range(4)) + keys("p4x1", range(4))
     replay_rows = ["p2x0_0_0", "p2x1_2_0", "p4x0_0_0", "p4x1_3_0"]
-    assert trainer.calls["update"][1] == [r for r in random.Random(0).sample(replay_rows, 4)]
-    assert m["uec/replay_rows"] == 4 and m["uec/replay_staleness/max"] == 2 and m["uec/replay_staleness/min"] == 0
-    assert m["uec/update_staleness/max"] == 0
-
-    # steps 5-6: the replay buffer reaches its capacity and is replayed whole, oldest first
-    run_step(trainer)
-    m, _ = run_step(trainer)
-    assert trainer.calls["update"][1] == replay_rows + ["p5x0_0_0", "p5x1_1_0", "p6x0_2_0", "p6x1_3_0"]
-    assert m["uec/replay_buffer_size"] == 8 and m["uec/replay_updates_total"] == 2
-
-    # step 7: two more admissions evict the two oldest replay rows, which are then deleted
-    m, cleared = run_step(trainer)
-    assert {"p2x0_0_0", "p2x1_2_0"} <= set(cleared.keys)
-    assert [r.key for r in trainer.replay_buffer_rows.rows()][-2:] == ["p7x0_0_0", "p7x1_0_0"]
-
-
-def test_without_selective_retention_every_sample_is_buffered_and_the_buffer_overflows(monkeypatch):
-    """The "w/o selective retention" ablation: every sample survives, except overlong positives."""
-    steps = [[[(1, LONG), 0, 0, 0], [0, 0, 0, 0]], [[1, 1, 1, 1], [0, 1, 0, 0]]]
-    trainer, store = make_trainer(
-        monkeypatch,
-        uec_overrides={"n0": 4, "retention": {"enable": False}, "replay": {"enable": False}},
-        steps=steps,
-        explorations=[[(1, LONG), 0, 0, 0]],
-    )
-    # step 1: survivors e0 (3: the truncated positive is dropped) + p1x0 (3) + p1x1 (4, A = 0) = 10 rows;
-    # capacity 8 keeps the newest 8, so the two oldest exploration rows go untrained; one update on 8 rows
-    m, cleared = run_step(trainer)
-    assert m["uec/exploration_kept"] == 4 and m["uec/regular_kept"] == 8 and m["uec/overlong_positive_dropped"] == 2
-    assert trainer.calls["update"] == [keys("e0", [3]) + keys("p1x0", [1, 2, 3]) + keys("p1x1", range(4))]
-    assert set(keys("e0", [1, 2])) <= set(cleared.keys)
-    # step 2: 8 survivors, an all-correct group included
-    m, _ = run_step(trainer)
-    assert trainer.calls["update"] == [keys("p2x0", range(4)) + keys("p2x1", range(4))]
-    assert m["uec/batch_buffer_size"] == 0
-
-
-def test_overlong_filter_scope_exploration_keeps_truncated_regular_positives(monkeypatch):
-    trainer, _ = make_trainer(
-        monkeypatch,
-        uec_overrides={"n0": 4, "retention": {"drop_overlong_positive": "exploration"}},
-        steps=[[[(1, LONG), 0, 0, 0], [0, 0, 0, 0]]],
-        explorations=[[(1, LONG), 1, 0, 0]],
-    )
-    m, _ = run_step(trainer)
-    assert m["uec/overlong_positive_dropped"] == 1 and m["uec/overlong_positive_dropped_exploration"] == 1
-    assert trainer.calls["update"][0] == keys("e0", [1]) + keys("p1x0", [0, 1, 2])
-
-
-def test_released_code_rules_abs_gt_1_and_abs_admission(monkeypatch):
-    """exploration.retention=abs_gt_1 and replay.admission=abs_gt, the released code's choices."""
-    trainer, _ = make_trainer(
-        monkeypatch,
-        uec_overrides={
-            "n0": 4,
-            "exploration": {"retention": "abs_gt_1"},
-            "replay": {"admission": "abs_gt", "frequency": 5},
-            "retention": {"drop_overlong_positive": "none"},
-        },
-        steps=[[[1, 1, 1, 0], [0, 0, 0, 0]]],
-        explorations=[[1, 1, 1, 0]],  # k = 3 of 4: correct +0.5, wrong -1.5
-    )
-    m, _ = run_step(trainer)
-    # |A| > 1 keeps only the failure of the exploration group; regular rows all pass |A| > 0.05
-    assert m["uec/exploration_kept"] == 1
-    assert trainer.calls["update"][0] == keys("e0", [3]) + keys("p1x0", range(3))
-    # |A| > A0 admits the -1.5 rows as well
-    assert [r.key for r in trainer.replay_buffer_rows.rows()] == ["e0_3_0"]
+    assert trainer.calls["update"][1] == random.Random(0).sample(replay_rows, 4)
+    assert m["uec/replay_rows"] == 4 and m["uec_replay/actor/pg_loss"] == 0.0
+    assert m["tokens/trained"] == 12 * (10 + SHORT)
+    assert all(key in store.rows for key in replay_rows) and not set(replay_rows) & set(cleared.keys)
 
 
 # ---- edge cases ---------------------------------------------------------------------------------------------------
 
 
-def test_no_difficult_prompt_means_no_exploration(monkeypatch):
+def test_no_difficult_prompt_submits_nothing(monkeypatch):
     trainer, _ = make_trainer(monkeypatch, steps=[[[1, 0, 0, 0], [1, 1, 1, 1]]])
     metrics, _ = run_step(trainer)
-    assert metrics["uec/difficult_prompts"] == 0 and metrics["uec/exploration_samples"] == 0
-    assert trainer.calls["explore"] == []
-    assert metrics["uec/regular_kept"] == 4  # the all-correct group has Â = 0 and is dropped
+    assert metrics["uec/difficult_prompts"] == 0 and trainer.calls["explore"] == []
 
 
 def test_difficult_prompts_are_resampled_at_the_exploration_temperature(monkeypatch):
@@ -386,9 +312,11 @@ def test_every_group_filtered_skips_the_update_and_training_goes_on(monkeypatch)
         steps=[[[1, 1, 1, 1], [1, 1, 1, 1]], [[1, 0, 1, 0], [0, 1, 0, 1]], [[1, 0, 0, 0], [0, 0, 0, 1]]],
     )
     first, cleared = run_step(trainer)
-    assert first["uec/regular_kept"] == 0 and first["uec/update_ran"] == 0 and len(cleared.keys) == 8
+    assert first["uec/update_ran"] == 0 and len(cleared.keys) == 8 and trainer.calls["old_log_prob"] == 0
     second, _ = run_step(trainer)
-    assert second["uec/update_ran"] == 1 and second["uec/batch_buffer_size"] == 0  # 8 kept = N0
+    assert second["uec/update_ran"] == 1 and trainer.calls["update"] == [
+        keys("p2x0", range(4)) + keys("p2x1", range(4))
+    ]
     assert trainer.calls["old_log_prob"] == 1  # log-probs recomputed only for the popped rows
 
 
@@ -405,7 +333,10 @@ def test_replay_waits_for_n0_rows_then_replays_with_frozen_advantages(monkeypatc
         metrics, _ = run_step(trainer)
     assert metrics["uec/replay_buffer_size"] == 8 and metrics["uec/replay_rows"] == 8
     assert metrics["uec/replay_mean_advantage"] == pytest.approx(1.5, abs=1e-4)
+    assert len(trainer.calls["update"]) == 2 and len(trainer.calls["update"][1]) == 8
     assert trainer.calls["old_log_prob"] == 4  # replay reuses the stored log-probs
+    # the advantages the replay update reads are the ones written at generation time
+    assert all(float(store.rows[key]["advantages"][0]) == pytest.approx(1.5, abs=1e-4) for key in admitted)
 
 
 def test_a_step_that_trains_nothing_sleeps_only_to_save(monkeypatch):
@@ -475,7 +406,7 @@ def test_pipelined_exploration_is_generated_with_the_next_rollout(monkeypatch):
     # step 3 is the last: the difficult prompt it finds is not deferred to a step that never comes
     third, _ = run_step(trainer)
     assert third["uec/difficult_prompts"] == 1 and third["uec/exploration_pending"] == 0
-    assert trainer._exploring == {} and len(trainer.calls["explore"]) == 1
+    assert trainer.planner.exploring == {} and len(trainer.calls["explore"]) == 1
 
 
 def test_pending_exploration_and_budget_survive_a_checkpoint(monkeypatch, tmp_path):
@@ -490,7 +421,7 @@ def test_pending_exploration_and_budget_survive_a_checkpoint(monkeypatch, tmp_pa
     state = read_state(tmp_path / "uec_state.pt")
 
     # a restarted run: TransferQueue has lost the buffered rows; the shards bring them back
-    buffered = [r.key for r in trainer.batch_buffer.rows() + trainer.replay_buffer_rows.rows()]
+    buffered = [r.key for r in trainer.planner.batch_buffer.rows() + trainer.planner.replay_buffer.rows()]
     saved = {key: dict(store.rows.pop(key)) for key in buffered}
     assert saved, "the scenario must leave rows in a buffer"
     restored, _ = make_trainer(
@@ -500,9 +431,9 @@ def test_pending_exploration_and_budget_survive_a_checkpoint(monkeypatch, tmp_pa
     restored._restore_uec_state(str(tmp_path), state)
     assert list(restored._pending_exploration["uid"]) == list(trainer._pending_exploration["uid"])
     assert list(restored._pending_exploration["__rollout_n__"]) == list(trainer._pending_exploration["__rollout_n__"])
-    assert restored._exploring == trainer._exploring
-    assert restored.exploration_budget.state() == trainer.exploration_budget.state()
-    assert [r.key for r in restored.batch_buffer.rows()] == [r.key for r in trainer.batch_buffer.rows()]
+    assert restored.planner.exploring == trainer.planner.exploring
+    assert restored.planner.exploration_budget.state() == trainer.planner.exploration_budget.state()
+    assert [r.key for r in restored.planner.batch_buffer.rows()] == [r.key for r in trainer.planner.batch_buffer.rows()]
     for key, fields in saved.items():
         assert torch.equal(store.rows[key]["advantages"], fields["advantages"]), key
     metrics, _ = run_step(restored)
@@ -526,7 +457,7 @@ def test_adaptive_budget_splits_the_same_total_by_history(monkeypatch):
         assert metrics["uec/budget_samples"] == 8 and metrics["uec/budget_realized_successes"] == 1
     assert allotted[0] == [4, 4]  # no history yet: the reference split
     assert allotted[-1][1] == 2  # the prompt that never succeeded keeps only the floor, never less
-    history = trainer.exploration_budget.history
+    history = trainer.planner.exploration_budget.history
     assert sorted(entry.explored for entry in history.values()) == [4, 4]
 
 
@@ -542,7 +473,7 @@ def test_a_checkpoint_without_uec_state_resumes_with_empty_buffers(monkeypatch, 
     monkeypatch.setattr(PPOTrainerSync, "_load_checkpoint", lambda self: setattr(self, "global_steps", 1))
     trainer._load_checkpoint()
     assert f"{folder} has no uec_state.pt: resuming with empty buffers" in capsys.readouterr().out
-    assert len(trainer.batch_buffer) == 0 and len(trainer.replay_buffer_rows) == 0
+    assert len(trainer.planner.batch_buffer) == 0 and len(trainer.planner.replay_buffer) == 0
 
 
 def test_buffered_rows_hold_their_picture_once_per_prompt_and_train_on_it_whole(monkeypatch):
@@ -556,7 +487,7 @@ def test_buffered_rows_hold_their_picture_once_per_prompt_and_train_on_it_whole(
         pictures=True,
     )
     run_step(trainer)  # 4 regular + 1 exploration survivors wait: two pictures (p1x0's, and p1x1's for e0)
-    buffered = [row.key for row in trainer.batch_buffer.rows()]
+    buffered = [row.key for row in trainer.planner.batch_buffer.rows()]
     assert len(buffered) == 5 and all(store.rows[key]["multi_modal_inputs"] == {} for key in buffered)
     assert len(trainer.buffered_images.inputs) == 2 and len(trainer.buffered_images) == 5
     run_step(trainer)  # 13 rows wait, pictures of 4 prompts
@@ -565,7 +496,7 @@ def test_buffered_rows_hold_their_picture_once_per_prompt_and_train_on_it_whole(
     (inputs,) = trainer.calls["update_inputs"]
     for key, given in zip(trainer.calls["update"][0], inputs):
         assert torch.equal(given["pixel_values"], picture_inputs(picture_of(key))["pixel_values"]), key
-    left = [row.key for row in trainer.batch_buffer.rows()]
+    left = [row.key for row in trainer.planner.batch_buffer.rows()]
     assert all(store.rows[key]["multi_modal_inputs"] == {} for key in left)
     assert set(trainer.buffered_images.owner) == set(left)  # trained rows let go of their pictures
     assert metrics["uec/buffered_image_bytes"] == trainer.buffered_images.bytes_held() > 0
@@ -591,6 +522,6 @@ def test_pipelined_allocation_uses_the_exploration_recorded_in_the_same_step(mon
     trainer.total_training_steps = 5
     run_step(trainer)
     run_step(trainer)
-    (plan,) = trainer._exploring.values()  # the split planned at step 2 for q1's second exploration
+    (plan,) = trainer.planner.exploring.values()  # the split planned at step 2 for q1's second exploration
     # its chance already counts the 3 successes in 4: (3 + 4 * mu) / (4 + 4), mu = (3 + 1) / (4 + 4) = 0.5
     assert plan["chance"] == pytest.approx(0.625)

@@ -1,4 +1,5 @@
-"""Stages 5 and 6: the batch buffer and the replay buffer (algorithm doc §1.5-§1.6).
+"""Stage 6, the batch buffer and its update trigger, and stages 7b-7c, the replay buffer and the rows of a replay
+update (docs/algorithm.md, "The step").
 
 Both are FIFOs of small records (a TransferQueue key plus what the driver needs to know about the row); the
 rows themselves stay in verl's TransferQueue until a buffer lets go of them. Nothing here knows about Ray.
@@ -60,7 +61,7 @@ def whole_blocks(size: int, n0: int) -> int:
 
 
 def update_pop_size(buffer_size: int, n0: int) -> int:
-    """Rows the batch buffer hands to one policy update (algorithm doc §1.5).
+    """Rows the batch buffer hands to one policy update (stage 6b).
 
     The released code pops the oldest ⌊size/N0⌋·N0 rows once the buffer holds N0 or more
     (597358816/EFRame, verl/trainer/ray_trainer.py, ``batch_buffer.pop((size // N0) * N0)``): a buffer holding
@@ -70,7 +71,7 @@ def update_pop_size(buffer_size: int, n0: int) -> int:
 
 
 def select_replay_rows(rows: list[BufferedRow], n0: int, capacity: int, rng: random.Random) -> list[BufferedRow]:
-    """The rows of one replay update (algorithm doc §1.6), as the released code picks them.
+    """The rows of one replay update (stage 7c), as the released code picks them.
 
     A full buffer replays whole, oldest first; otherwise a uniform random sample of ⌊size/N0⌋·N0 rows, in the
     sampled order (597358816/EFRame, verl/trainer/ray_trainer.py: ``replay_buffer.buffer`` when

@@ -1,4 +1,5 @@
-"""Stage 2: difficult prompts (algorithm doc §1.2), decided on accuracy."""
+"""Stage 2, difficult prompts, decided on accuracy (docs/algorithm.md, "The step"; paper §3); and the per-row
+scores and advantages that stages 1 and 4 produce, as the planner reads them."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ def compute_uec_advantage(
 
     Groups are uids. The UEC step gives each prompt's G' exploration samples a fresh uid, so they form their own
     group, separate from the prompt's regular samples: the advantage of an exploration sample is computed within
-    the exploration samples only (algorithm doc §1.3).
+    the exploration samples only (docs/algorithm.md, "The step", stages 1 and 4).
     """
     if index is None:
         raise ValueError("the 'uec' advantage estimator needs the uid of every row (index) to form groups")

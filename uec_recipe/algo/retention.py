@@ -1,4 +1,5 @@
-"""Stage 4: selective retention (algorithm doc §1.4)."""
+"""Stage 5, selective retention and the overlong-positive filter (5a-5d), and stage 7a, replay admission
+(docs/algorithm.md, "The step")."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def overlong_filter_applies(exploration: torch.Tensor, scope: str = "all") -> to
 
 
 def admit_to_replay(advantages: torch.Tensor, threshold: float = 1.0, rule: str = "gt") -> torch.Tensor:
-    """Replay admission (stage 6): ``gt`` keeps Â > A0 (later branch), ``abs_gt`` keeps |Â| > A0 (release)."""
+    """Replay admission (stage 7a): ``gt`` keeps Â > A0 (later branch), ``abs_gt`` keeps |Â| > A0 (release)."""
     if rule == "gt":
         return advantages > threshold
     if rule == "abs_gt":
