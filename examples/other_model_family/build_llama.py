@@ -114,7 +114,7 @@ def measure_groups(model, tokenizer, settings: LlamaSettings, seed: int = 99) ->
     training reward, counted as all wrong, mixed or all correct."""
     import torch
 
-    from uec_recipe.reward import compute_score
+    from uec_lab.demo.reward import compute_score
 
     rng = random.Random(seed)
     torch.manual_seed(seed)

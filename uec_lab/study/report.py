@@ -334,7 +334,7 @@ def write_report(out: Path, command_line: str = "") -> Path:
         "",
         f"Held-out evaluation: {scope} of the demo's evaluation set ({len(benchmarks)} levels), sampled "
         f"n = {evaluation['n']} times at temperature {evaluation['temperature']}, top_p {evaluation['top_p']}, "
-        "graded by `uec_recipe.reward` (exact integer after `####`; grader paper and robust agree on this task). "
+        ####`; grader paper and robust agree on this task). "
         "Accuracy is "
         "avg@n; pass@k is the unbiased estimator. The base model (the warm-started policy before RL) is sampled "
         f"with the runs' sampling seeds, {len(base_eval_dirs(out))} time(s); its row is the mean over them.",
