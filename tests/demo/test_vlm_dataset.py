@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
-from uec_recipe.data_schema import validate_rl_parquet
 from data_prep.sources import DATASETS, THINK_BOXED_SUFFIX
+from uec_recipe.data_schema import validate_rl_parquet
 from uec_recipe.reward import compute_score
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
