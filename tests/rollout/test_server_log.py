@@ -172,6 +172,24 @@ def test_installing_twice_wraps_once(tmp_path, monkeypatch):
     assert len(read_log(tmp_path)) == 1
 
 
+def test_the_cpu_backends_server_is_wrapped_the_same_way(tmp_path, monkeypatch):
+    """The CPU rollout's HFGenerationServer takes generate's arguments (extra ones in **kwargs): the record is
+    written before its own code runs (here it refuses video at once, before touching a model)."""
+    from uec_recipe.cpu import hf_rollout
+
+    monkeypatch.setenv(server_log.SERVER_LOG_ENV, str(tmp_path))
+    original = hf_rollout.HFGenerationServer.generate
+    monkeypatch.setattr(hf_rollout.HFGenerationServer, "generate", original)  # undone after the test
+    assert server_log.install(hf_rollout, "HFGenerationServer") is True
+    server = object.__new__(hf_rollout.HFGenerationServer)
+    server.global_steps, server.replica_rank = 2, 1
+    with pytest.raises(ValueError, match="video"):
+        run(server.generate([4, 5], {"temperature": 1.2}, "cpu", video_data=[b"v"], mm_processor_kwargs={"a": 1}))
+    (record,) = read_log(tmp_path)
+    assert (record["request_id"], record["temperature"], record["videos"]) == ("cpu", 1.2, 1)
+    assert record["mm_processor_kwargs"] == {"a": 1} and record["global_steps"] == 2
+
+
 def test_an_unwritable_folder_fails_with_the_variable_named(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -15,6 +15,8 @@ system. The GPU smoke test (``run_scripts/gpu/smoke.sh``, ``uec_lab/smoke/check.
 ``uec_recipe.plugin`` registers ``install`` for ``verl.workers.rollout.vllm_rollout.vllm_async_server`` when
 ``UEC_SERVER_LOG`` is set; verl imports the plugin in every Ray process, the vLLM server actors included, so the
 wrapper is in place wherever the server runs. Without the variable nothing is wrapped and nothing is written.
+``install(module, "HFGenerationServer")`` wraps the CPU backend's server (uec_recipe/cpu/hf_rollout.py), whose
+``generate`` takes the same arguments, so the smoke test's checks also run on a CPU training run.
 """
 
 from __future__ import annotations
@@ -116,21 +118,23 @@ def append_server_log(folder: str, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def install(module) -> bool:
-    """Wrap ``module.vLLMHttpServer.generate`` to log each request into ``$UEC_SERVER_LOG``; returns whether the
-    wrapper is in place. Without the variable nothing is wrapped."""
+def install(module, class_name: str = SERVER_CLASS) -> bool:
+    """Wrap ``module.<class_name>.generate`` (verl 0.9.1's ``vLLMHttpServer`` by default) to log each request into
+    ``$UEC_SERVER_LOG``; returns whether the wrapper is in place. Without the variable nothing is wrapped."""
     folder = os.environ.get(SERVER_LOG_ENV)
     if not folder:
         return False
-    server_class = getattr(module, SERVER_CLASS, None)
+    server_class = getattr(module, class_name, None)
     if server_class is None:
-        raise AttributeError(f"{module.__name__} has no {SERVER_CLASS}: this verl is not 0.9.1's layout")
+        raise AttributeError(f"{module.__name__} has no {class_name}: this verl is not 0.9.1's layout")
     original = server_class.generate
     if getattr(original, _WRAPPED, None) is not None:
         return True
     if not inspect.iscoroutinefunction(original):
-        raise TypeError(f"{SERVER_CLASS}.generate is not a coroutine function; the server log expects verl 0.9.1's")
+        raise TypeError(f"{class_name}.generate is not a coroutine function; the server log expects verl 0.9.1's")
     signature = inspect.signature(original)
+    # a server that takes further keyword arguments in **kwargs (the CPU one) has them recorded as named ones
+    var_keyword = [p.name for p in signature.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
     folder = os.path.abspath(folder)
 
     # functools.wraps keeps the name and, through __wrapped__, the signature Ray reads when it makes the actor
@@ -139,8 +143,11 @@ def install(module) -> bool:
     async def generate(self, *args, **kwargs):
         bound = signature.bind(self, *args, **kwargs)
         bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        for name in var_keyword:
+            arguments.update(arguments.pop(name, None) or {})
         # recorded before the call: generate pops max_tokens and logprobs out of the dict it is given
-        append_server_log(folder, server_record(bound.arguments, self))
+        append_server_log(folder, server_record(arguments, self))
         return await original(self, *args, **kwargs)
 
     setattr(generate, _WRAPPED, folder)
