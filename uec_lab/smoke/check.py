@@ -13,7 +13,7 @@ The checks:
                  prompts (``uec/difficult_prompts``), with the same top_p; at least one such group;
 * server         what vLLM's server received matches what the agent loop sent: the same number of requests at
                  each (temperature, top_p), T requests in groups of G and T' requests in groups of G' of one prompt
-                 (prompt ids and picture) each, as many groups of each as the agent loop sent, no other temperature;
+                 (prompt ids and picture) each, as many groups of each as the agent loop sent;
 * images         (runs with pictures) every request reached the server with its picture and the run's
                  ``data.mm_processor_kwargs``;
 * validation     (validated runs) the recipe's validation metrics (``val-passk/<source>/...``) were logged at the
