@@ -3,6 +3,12 @@
 The UEC state beside a checkpoint holds TransferQueue rows (jagged tensors and per-row Python values) and pending
 prompt rows. Pickling them whole would need ``weights_only=False``, which runs whatever code a checkpoint file
 names; instead every field becomes tensors, lists, dicts, strings and numbers, tagged with how to rebuild it.
+
+The plain form is made to be saved at once, so a CPU tensor that owns exactly its own storage is passed as it is:
+``torch.save`` writes a storage's bytes straight from memory. Copying every tensor first would double, for the
+length of a save, the host memory the buffered pictures of a vision-language run take (docs/gpu.md, "Host
+memory"). Only a tensor that is a view into a larger storage is copied, so that the file holds its own bytes and not
+the whole storage around them; a tensor on another device is copied to the CPU.
 """
 
 from __future__ import annotations
@@ -15,12 +21,23 @@ import torch
 _TAG = "__uec__"
 
 
+def compact(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` on the CPU holding its own bytes only: itself (no copy) when it already does, else a copy."""
+    tensor = tensor.detach()
+    if tensor.device.type != "cpu":
+        return tensor.cpu()  # the copy to the CPU is compact already
+    whole = tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()
+    if whole and tensor.storage_offset() == 0 and tensor.is_contiguous():
+        return tensor
+    return tensor.clone(memory_format=torch.contiguous_format)
+
+
 def to_plain(value: Any) -> Any:
     """A value of a non-tensor field as containers, numbers, strings, bytes and tensors only."""
     if value is None or isinstance(value, (bool, int, float, str, bytes)):
         return value
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().clone()
+        return compact(value)
     if isinstance(value, dict):
         if not all(isinstance(key, str) for key in value):
             return {_TAG: "dict_items", "items": [[to_plain(k), to_plain(v)] for k, v in value.items()]}
@@ -35,7 +52,8 @@ def to_plain(value: Any) -> Any:
         if isinstance(value, np.ndarray):
             if value.dtype == object:
                 return {_TAG: "ndarray_object", "items": [to_plain(v) for v in value.tolist()], "shape": value.shape}
-            return {_TAG: "ndarray", "tensor": torch.from_numpy(np.ascontiguousarray(value)).clone()}
+            # from_numpy shares the array's memory; the tensor is saved at once (module docstring)
+            return {_TAG: "ndarray", "tensor": compact(torch.from_numpy(np.ascontiguousarray(value)))}
         return value.item()  # a numpy scalar
     if module.startswith("PIL."):
         buffer = io.BytesIO()
@@ -81,9 +99,10 @@ def tensordict_to_plain(td) -> dict:
         value = td.get(key)
         if isinstance(value, torch.Tensor):
             if value.is_nested:
-                fields[key] = {"kind": "jagged", "rows": [row.clone() for row in value.unbind(0)]}
+                # each row is a view into the jagged values: compact copies it (token ids and log-probs, small)
+                fields[key] = {"kind": "jagged", "rows": [compact(row) for row in value.unbind(0)]}
             else:
-                fields[key] = {"kind": "dense", "tensor": value.detach().cpu().clone()}
+                fields[key] = {"kind": "dense", "tensor": compact(value)}
         elif isinstance(value, NonTensorStack):
             fields[key] = {"kind": "stack", "rows": [to_plain(item) for item in value.tolist()]}
         elif isinstance(value, NonTensorData):

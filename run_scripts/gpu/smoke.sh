@@ -3,26 +3,38 @@
 #   bash run_scripts/gpu/smoke.sh                one GPU, the gpu extra installed, no network: a few minutes
 #   DRY_RUN=1 bash run_scripts/gpu/smoke.sh      composes and validates both runs' configurations (no GPU, no build)
 # Builds tiny random-init policies with 64-dim attention heads (uec_lab/smoke/build.py), trains 3 UEC steps of
-# the text task and 2 of the vision-language task with vLLM and the paper runs' engine settings, scored by a toy
-# reward a random policy meets one time in five (uec_lab/smoke/reward.py), then prints one PASS/FAIL line per
-# check (uec_lab/smoke/check.py) and exits non-zero if any failed.
+# the text task (with a validation pass at T = 0.5) and 2 of the vision-language task (with its pixel limits in
+# data.mm_processor_kwargs) with vLLM and the paper runs' engine settings, scored by a toy reward a random policy
+# meets one time in five (uec_lab/smoke/reward.py), then prints one PASS/FAIL line per check (uec_lab/smoke/check.py)
+# and exits non-zero if any failed. The checks compare what the agent loop sent with what vLLM's server received
+# (UEC_SERVER_LOG, uec_recipe/rollout/server_log.py).
 # Knobs: SMOKE_DIR (default outputs/gpu_smoke), ATTN, PYTHON; extra arguments are hydra overrides for both runs
 # (the checks assume the sampling settings below).
 set -euo pipefail
 
 # The whole script is one function read before it runs (an edit during a run cannot change what it executes).
 main() {
-  # The checks read the file logger's metrics; the smoke uses this machine's GPU, not a cluster.
+  # The checks read the file logger's metrics; the smoke uses this machine's GPU, not a cluster (and without
+  # RAY_ADDRESS launch() runs the trainer here, where ray_init.address=local below starts a Ray of its own).
   # Each run sets its own log paths below.
   LOGGER=console,file
-  unset RAY_ADDRESS VERL_FILE_LOGGER_PATH TENSORBOARD_DIR UEC_AGENT_REQUEST_LOG
+  unset RAY_ADDRESS VERL_FILE_LOGGER_PATH TENSORBOARD_DIR UEC_AGENT_REQUEST_LOG UEC_SERVER_LOG
   source "$(dirname "${BASH_SOURCE[0]}")/geo3k_base.sh"  # common.sh, and the Geometry3K engine settings
+  # The rollout servers' request log (uec_recipe/rollout/server_log.py) must reach the vLLM server actors too.
+  [[ " ${FORWARDED_ENV[*]} " == *" UEC_SERVER_LOG "* ]] || FORWARDED_ENV+=(UEC_SERVER_LOG)
   SMOKE_DIR="$(realpath -m -- "${SMOKE_DIR:-$ROOT/outputs/gpu_smoke}")"
   local extra=("$@")
 
   # Sampling and UEC settings, passed to the runs and to the checks alike.
   local prompts=8 n=4 temperature=1.0 top_p=0.99 explore_n=8 explore_temperature=1.2 text_steps=3 vlm_steps=2
+  local val_temperature=0.5  # the paper's validation temperature (common.sh, uec_trainer.yaml)
+  # The VLM's own pixel limits (uec_lab/smoke/build.py VLM_SETTINGS: 56x56 .. 112x112; tests/gpu holds them equal),
+  # passed as a paper run passes its limits: vLLM's processor then sizes pictures as the trainer's processor does.
+  local mm_processor_kwargs='{min_pixels:3136,max_pixels:12544}'
+  local mm_processor_json='{"min_pixels": 3136, "max_pixels": 12544}'
   local smoke_overrides=(
+    # a Ray of its own: ray.init() without an address would attach to a Ray already running on this node
+    +ray_kwargs.ray_init.address=local
     trainer.nnodes=1 trainer.n_gpus_per_node=1 actor_rollout_ref.rollout.tensor_model_parallel_size=1
     actor_rollout_ref.rollout.gpu_memory_utilization=0.3  # a tiny policy needs little KV cache
     # vLLM starts in seconds without torch.compile and CUDA-graph capture; the paper runs keep them (geo3k_base.sh)
@@ -38,7 +50,7 @@ main() {
     uec.replay.adv_threshold=0 uec.replay.frequency=1
     # a random policy mostly writes max_response_length tokens; the reference filter would drop those positives
     uec.retention.drop_overlong_positive=none
-    trainer.val_before_train=False trainer.test_freq=-1 trainer.resume_mode=disable
+    trainer.val_before_train=False trainer.resume_mode=disable
     trainer.project_name=uec-rl-smoke trainer.logger="$LOGGER_HYDRA"
   )
 
@@ -61,21 +73,27 @@ main() {
 
   local started failures=0
   started=$(date +%s)
+  # The text run validates once, after its last step: verl's validation path at T = 0.5 and the recipe's
+  # validation hook (val-passk metrics, uec_recipe/trainer.py).
   smoke_run text "$text_steps" "${ENGINE_OVERRIDES[@]}" "${smoke_overrides[@]}" \
     actor_rollout_ref.model.path="$text_model" data.train_files="$text_train" data.val_files="$text_test" \
-    data.max_prompt_length=64 data.max_response_length=16 "${extra[@]+"${extra[@]}"}" || failures=$((failures + 1))
+    data.max_prompt_length=64 data.max_response_length=16 trainer.test_freq="$text_steps" \
+    actor_rollout_ref.rollout.val_kwargs.temperature="$val_temperature" actor_rollout_ref.rollout.val_kwargs.n=1 \
+    "${extra[@]+"${extra[@]}"}" || failures=$((failures + 1))
   # VLM responses get room to end early (a random policy samples its end token about once in 330 tokens, its
   # vocabulary, so about 4 in 5 responses end within 512): verl 0.9.1 fails on a batch whose M-RoPE rows all have
   # one length (docs/vlm.md, "Known verl bug"), which rows all cut at max_response_length would often form.
   smoke_run vlm "$vlm_steps" "${ENGINE_OVERRIDES[@]}" "${GEO3K_ENGINE_OVERRIDES[@]}" "${smoke_overrides[@]}" \
     actor_rollout_ref.model.path="$vlm_model" data.train_files="$vlm_train" data.val_files="$vlm_test" \
-    data.image_key=images data.max_prompt_length=256 data.max_response_length=512 \
-    "${extra[@]+"${extra[@]}"}" || failures=$((failures + 1))
+    data.image_key=images data.max_prompt_length=256 data.max_response_length=512 trainer.test_freq=-1 \
+    "++data.mm_processor_kwargs=$mm_processor_kwargs" "${extra[@]+"${extra[@]}"}" || failures=$((failures + 1))
   [ "${DRY_RUN:-0}" = 1 ] && return 0
 
   "$PYTHON" -m uec_lab.smoke.check --run text="$SMOKE_DIR/text" --run vlm="$SMOKE_DIR/vlm" \
     --steps "$text_steps" "$vlm_steps" --prompts "$prompts" --n "$n" --temperature "$temperature" --top-p "$top_p" \
-    --exploration-n "$explore_n" --exploration-temperature "$explore_temperature" || failures=$((failures + 1))
+    --exploration-n "$explore_n" --exploration-temperature "$explore_temperature" \
+    --validate text --val-temperature "$val_temperature" --images vlm --mm-processor-kwargs "$mm_processor_json" \
+    || failures=$((failures + 1))
   local elapsed=$(($(date +%s) - started))
   echo "[smoke] both runs and the checks took $((elapsed / 60))m$((elapsed % 60))s (budget 8m); outputs in $SMOKE_DIR"
   if [ "$failures" -gt 0 ]; then
@@ -86,7 +104,7 @@ main() {
 }
 
 # smoke_run LABEL STEPS [overrides...]: one short training into SMOKE_DIR/LABEL, with its own metrics file,
-# request log and checkpoints; prints a PASS/FAIL line for the training process itself.
+# request logs (agent loop and rollout server) and checkpoints; prints a PASS/FAIL line for the training itself.
 smoke_run() {
   local label="$1" steps="$2"
   shift 2
@@ -94,12 +112,13 @@ smoke_run() {
   local overrides=(algo=uec "$@" trainer.total_training_steps="$steps" trainer.save_freq="$steps"
     trainer.experiment_name="smoke-$label" trainer.default_local_dir="$run_dir/checkpoints")
   export VERL_FILE_LOGGER_PATH="$run_dir/metrics.jsonl" UEC_AGENT_REQUEST_LOG="$run_dir/requests.jsonl"
+  export UEC_SERVER_LOG="$run_dir/server"
   if [ "${DRY_RUN:-0}" = 1 ]; then
     launch "$run_dir" "${overrides[@]}"
     return
   fi
   rm -rf -- "$run_dir"
-  mkdir -p "$run_dir"
+  mkdir -p "$run_dir" "$UEC_SERVER_LOG"
   local started status=0
   started=$(date +%s)
   echo "[smoke] training $label for $steps steps (log: $run_dir/train.log)"

@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
-from uec_recipe.data_schema import validate_rl_parquet
 from data_prep.sources import DATASETS, THINK_BOXED_SUFFIX
+from uec_recipe.data_schema import validate_rl_parquet
 from uec_recipe.reward import compute_score
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -40,7 +40,7 @@ def test_rows_round_trip_through_verls_rlhf_dataset(vlm_demo):
     from verl.utils.tokenizer import hf_processor, hf_tokenizer
     from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 
-    from uec_lab.demo.vlm import PILImageRLHFDataset
+    from uec_recipe.cpu.vlm_runtime import PILImageRLHFDataset
 
     tokenizer = hf_tokenizer(str(vlm_demo.model_dir))
     processor = hf_processor(str(vlm_demo.model_dir))
@@ -74,7 +74,7 @@ def test_rows_round_trip_through_verls_rlhf_dataset(vlm_demo):
 def test_fetch_image_follows_qwen_vl_utils_resize_rule():
     from PIL import Image
 
-    from uec_lab.demo.vlm import fetch_image, resize_for_vision
+    from uec_recipe.cpu.vlm_runtime import fetch_image, resize_for_vision
 
     assert resize_for_vision(56, 56, 28, 4 * 784, 16384 * 784) == (56, 56)
     assert resize_for_vision(50, 61, 28, 4 * 784, 16384 * 784) == (56, 56)  # rounded to multiples of 28

@@ -47,7 +47,7 @@ def test_vlm_overrides_compose_into_a_valid_configuration(vlm_demo):
     config = yaml.safe_load("\n".join(line for line in result.stdout.splitlines() if not line.startswith("[")))
     data, model = config["data"], config["actor_rollout_ref"]["model"]
     assert data["image_key"] == "images"
-    assert data["custom_cls"] == {"path": "pkg://uec_lab.demo.vlm", "name": "PILImageRLHFDataset"}
-    assert model["external_lib"] == "uec_lab.demo.vlm"
+    assert data["custom_cls"] == {"path": "pkg://uec_recipe.cpu.vlm_runtime", "name": "PILImageRLHFDataset"}
+    assert model["external_lib"] == "uec_recipe.cpu.vlm_runtime"
     assert (data["max_prompt_length"], data["max_response_length"]) == (256, 40)  # the VLM values win
     assert config["actor_rollout_ref"]["rollout"]["prompt_length"] == 256

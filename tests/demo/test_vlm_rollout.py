@@ -19,7 +19,7 @@ def server(vlm_demo):
 
     config = SimpleNamespace(prompt_length=256, response_length=32, seed=3)
     model_config = SimpleNamespace(
-        local_path=str(vlm_demo.model_dir), trust_remote_code=False, external_lib="uec_lab.demo.vlm"
+        local_path=str(vlm_demo.model_dir), trust_remote_code=False, external_lib="uec_recipe.cpu.vlm_runtime"
     )
     return HFGenerationServer(config, model_config)
 
@@ -30,7 +30,7 @@ def agent_side(vlm_demo):
     from verl.utils.tokenizer import hf_processor, hf_tokenizer
     from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 
-    from uec_lab.demo.vlm import PILImageRLHFDataset
+    from uec_recipe.cpu.vlm_runtime import PILImageRLHFDataset
 
     tokenizer = hf_tokenizer(str(vlm_demo.model_dir))
     processor = hf_processor(str(vlm_demo.model_dir))

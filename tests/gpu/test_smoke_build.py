@@ -10,10 +10,10 @@ import string
 import pytest
 import torch
 
-from uec_recipe.data_schema import validate_rl_parquet
 from uec_lab.demo import vlm
 from uec_lab.demo.build import DemoSettings, build_random_model, build_tokenizer
 from uec_lab.smoke import build, reward
+from uec_recipe.data_schema import validate_rl_parquet
 
 
 def test_text_build_has_64_dim_heads_and_valid_data(tmp_path):

@@ -14,7 +14,7 @@ No warm start: the smoke scores with a toy reward (``uec_lab.smoke.reward``) tha
 The VLM is saved with Qwen2.5-VL's full processor (image and video processor), as a real checkpoint is, so verl's
 dataset, its agent loop and vLLM load it through ``AutoProcessor`` exactly as they load Qwen2.5-VL-7B-Instruct.
 Building that processor needs torchvision, which vLLM installs; so the VLM part builds on a GPU node only (the CPU
-demo, which has no torchvision, registers an image-only processor instead).
+demo, which has no torchvision, uses the image-only processor of ``uec_recipe/cpu/vlm_runtime.py`` instead).
 
 ``python -m uec_lab.smoke.build --out DIR --print-env`` builds both (reusing an identical earlier build) and
 prints ``SMOKE_TEXT_MODEL=...`` style assignments for ``run_scripts/gpu/smoke.sh``.
@@ -40,6 +40,7 @@ from uec_lab.demo.build import (
     build_tokenizer,
     rl_rows,
 )
+from uec_recipe.cpu.vlm_runtime import MERGE_SIZE, PATCH_SIZE
 
 MIN_HEAD_SIZE = 64
 BUILD_VERSION = 1  # bumped when the build changes in a way the settings below do not show
@@ -156,7 +157,7 @@ def build_vl_processor(tokenizer, settings: vlm.VlmSettings):
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-    patches = {"patch_size": vlm.PATCH_SIZE, "merge_size": vlm.MERGE_SIZE, "temporal_patch_size": 2}
+    patches = {"patch_size": PATCH_SIZE, "merge_size": MERGE_SIZE, "temporal_patch_size": 2}
     image_processor = Qwen2VLImageProcessor(min_pixels=settings.min_pixels, max_pixels=settings.max_pixels, **patches)
     video_processor = Qwen2VLVideoProcessor(**patches)
     return Qwen2_5_VLProcessor(
@@ -174,7 +175,7 @@ def image_tokens_after_reload(model_dir: Path, image_size: int) -> tuple[str, in
 
     processor = AutoProcessor.from_pretrained(model_dir)
     grid = processor.image_processor(images=[Image.new("RGB", (image_size, image_size))], return_tensors="pt")
-    tokens = int(grid["image_grid_thw"].prod()) // (vlm.MERGE_SIZE**2)
+    tokens = int(grid["image_grid_thw"].prod()) // (MERGE_SIZE**2)
     return type(processor).__name__, tokens
 
 
@@ -202,7 +203,7 @@ def build_vlm(out: Path, log=_log) -> SmokeVlmArtifacts:
         model.save_pretrained(staging / "model")
         processor.save_pretrained(staging / "model")
         processor_class, image_tokens = image_tokens_after_reload(staging / "model", settings.image_size)
-        expected_tokens = (settings.image_size // (vlm.PATCH_SIZE * vlm.MERGE_SIZE)) ** 2
+        expected_tokens = (settings.image_size // (PATCH_SIZE * MERGE_SIZE)) ** 2
         if processor_class != "Qwen2_5_VLProcessor" or image_tokens != expected_tokens:
             raise RuntimeError(
                 f"the saved VLM smoke processor reloads as {processor_class} giving {image_tokens} image tokens per "
