@@ -70,9 +70,8 @@ def uec_run_settings():
 @pytest.fixture(scope="session")
 def uec_run(demo, tmp_path_factory):
     """(metric rows, rollout requests, output folder) of 4 UEC-RL steps, checkpointed at steps 2 and 4, with the
-    agent loop's request log on."""
+    agent loop's and the rollout servers' request logs on."""
     out = tmp_path_factory.mktemp("uec-run")
-    rows, requests = run_quickstart(
-        out, UEC_RUN_STEPS, overrides=UEC_RUN, env_extra={"UEC_AGENT_REQUEST_LOG": str(out / AGENT_LOG)}
-    )
+    logs = {"UEC_AGENT_REQUEST_LOG": str(out / AGENT_LOG), "UEC_SERVER_LOG": str(out / "server")}
+    rows, requests = run_quickstart(out, UEC_RUN_STEPS, overrides=UEC_RUN, env_extra=logs)
     return rows, requests, out
