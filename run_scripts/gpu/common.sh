@@ -7,6 +7,7 @@
 #
 #   DRY_RUN=1 bash run_scripts/gpu/<script>.sh   composes and validates the exact configuration, prints it, exits
 #                                                 (no Ray, no GPU, no weights); extra args are hydra overrides.
+#   DRY_RUN=1 PRINT_COMMAND=1 bash ...           prints the command line it would run instead (no python started)
 set -euo pipefail
 GPU_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$GPU_SCRIPTS/../.." && pwd)"
@@ -146,7 +147,7 @@ check_shared_paths() {
   # A model given as a local path (not a Hugging Face id) is loaded from that path by the workers of every node.
   if [ -n "${MODEL_PATH:-}" ] && [[ "$MODEL_PATH" == /* || "$MODEL_PATH" == .* ]]; then
     [ -d "$MODEL_PATH" ] || die "MODEL_PATH=$MODEL_PATH: no such folder; a local model must exist at this path on" \
-      "this machine$cluster (every node's workers load it); a Hugging Face id (e.g. Qwen/Qwen2.5-Math-7B) is" \
+      "this machine$cluster (the workers load it from there); a Hugging Face id (e.g. Qwen/Qwen2.5-Math-7B) is" \
       "downloaded instead"
   fi
   if [ -n "${UEC_AGENT_REQUEST_LOG:-}" ] && [ ! -d "$(dirname "$UEC_AGENT_REQUEST_LOG")" ]; then
@@ -199,7 +200,12 @@ launch() {
   env_overrides
   local overrides=("$@" "${ENV_OVERRIDES[@]+"${ENV_OVERRIDES[@]}"}")
   if [ "${DRY_RUN:-0}" = 1 ]; then
-    UEC_DRY_RUN=1 "$PYTHON" -m uec_recipe.main_uec "${overrides[@]}"
+    if [ "${PRINT_COMMAND:-0}" = 1 ]; then  # the command line only, shell-quoted, one line per run
+      printf '%q ' "$PYTHON" -m uec_recipe.main_uec "${overrides[@]}"
+      echo
+    else
+      UEC_DRY_RUN=1 "$PYTHON" -m uec_recipe.main_uec "${overrides[@]}"
+    fi
     return
   fi
   preflight "$run_dir"
