@@ -133,9 +133,10 @@ class UECConfig:
             if key in MOVED_KEYS:
                 problems.append(f"uec.{key}: {MOVED_KEYS[key]}")
                 continue
-            known = _known_keys(cls, key)
-            if known is not None:
-                problems.append(f"uec.{key}: unknown key (known: {', '.join(known)})")
+            unknown = _unknown_key(cls, key)
+            if unknown is not None:
+                if unknown not in problems:  # a whole unknown section is one problem
+                    problems.append(unknown)
                 continue
             try:
                 OmegaConf.update(typed, key, value, merge=True)
@@ -163,13 +164,16 @@ def _leaves(data: dict, prefix: str = ""):
             yield f"{prefix}{key}", value
 
 
-def _known_keys(cls, dotted: str) -> Optional[list[str]]:
-    """None when ``dotted`` names a field of the schema, else the known keys where it stops matching."""
-    node = cls
+def _unknown_key(cls, dotted: str) -> Optional[str]:
+    """None when ``dotted`` names a field of the schema, else the problem: the first unknown part and the keys known
+    at that level."""
+    node, path = cls, []
     for name in dotted.split("."):
+        path.append(name)
         names = [f.name for f in fields(node)] if node is not None else []
         if name not in names:
-            return sorted(names)
+            known = f" (known: {', '.join(sorted(names))})" if names else ""
+            return f"uec.{'.'.join(path)}: unknown key{known}"
         node = SECTIONS.get(name) if node is cls else None
     return None
 
