@@ -38,18 +38,19 @@ main() {
   case "$TASK" in text|vlm) ;; *) echo "--task must be text or vlm, got '$TASK'" >&2; exit 2 ;; esac
 
   source "$ROOT/run_scripts/setup_env.sh"
-  source "$ROOT/run_scripts/cpu_overrides.sh"
-  source "$ROOT/run_scripts/demo_overrides.sh"
-  # DAPO's overlong buffer (410 of 2048 tokens in the preset) must fit the 16-token demo responses
-  if [ "$ALGO" = dapo ]; then DEMO_OVERRIDES+=(reward.reward_kwargs.overlong_buffer_cfg.len=4); fi
-  TASK_OVERRIDES=()
+  # The CPU platform plugin (uec_recipe/cpu/platform.py) is loaded in every process that sees VERL_PLATFORM=cpu.
+  export VERL_PLATFORM=cpu
+  export HF_HUB_OFFLINE=1 WANDB_MODE=disabled RAY_USAGE_STATS_ENABLED=0 TOKENIZERS_PARALLELISM=false
+  # What runs is config groups (uec_recipe/config/): platform=cpu (the CPU backend) and the task's demo settings;
+  # the paper's values are in uec_trainer.yaml. The demo builder sets DEMO_MODEL etc. (run_scripts/demo_env.sh).
+  source "$ROOT/run_scripts/demo_env.sh"
+  local task_group
   if [ "$TASK" = vlm ]; then
-    # the tiny vision-language policy and the synthetic Geometry3K-format task (uec_lab/demo/vlm.py)
-    source "$ROOT/run_scripts/vlm_overrides.sh"
-    TASK_OVERRIDES=("${VLM_OVERRIDES[@]}")
-    eval "$("$PY" -m uec_lab.demo.vlm --print-env)"
+    task_group=vlm_counting  # the tiny vision-language policy and its counting task
+    load_demo_env "$PY" uec_lab.demo.vlm
   else
-    eval "$("$PY" -m uec_lab.demo.build --print-env)"
+    task_group=digit_sum
+    load_demo_env "$PY" uec_lab.demo.build
   fi
 
   mkdir -p "$OUT"
@@ -65,8 +66,7 @@ main() {
   echo "[quickstart] algo=$ALGO task=$TASK steps=$STEPS out=$OUT"
   echo "[quickstart] starting Ray and the workers (about a minute), then one line per step; full log: $LOG"
   start=$(date +%s)
-  "$PY" -m uec_recipe.main_uec algo="$ALGO" "${CPU_OVERRIDES[@]}" "${DEMO_OVERRIDES[@]}" \
-    "${TASK_OVERRIDES[@]+"${TASK_OVERRIDES[@]}"}" \
+  "$PY" -m uec_recipe.main_uec algo="$ALGO" platform=cpu task="$task_group" \
     actor_rollout_ref.model.path="$DEMO_MODEL" data.train_files="$DEMO_TRAIN" data.val_files="$DEMO_TEST" \
     trainer.total_training_steps="$STEPS" trainer.test_freq="$STEPS" \
     trainer.experiment_name="quickstart-$TASK-$ALGO" trainer.default_local_dir="$OUT/checkpoints" \

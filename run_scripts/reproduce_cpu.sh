@@ -33,9 +33,12 @@ main() {
   COMMAND="bash run_scripts/reproduce_cpu.sh ${ARGS[*]+"${ARGS[*]}"} --out $OUT${OVERRIDES[*]+ -- ${OVERRIDES[*]}}"
 
   source "$ROOT/run_scripts/setup_env.sh"
-  source "$ROOT/run_scripts/cpu_overrides.sh"   # exports the CPU platform's environment for every run
-  eval "$("$PY" -m uec_lab.demo.build --print-env)"
-  export DEMO_MODEL DEMO_TRAIN DEMO_TEST DEMO_REPORT
+  # The environment of every run's processes: the CPU platform plugin loads where VERL_PLATFORM=cpu. The runs'
+  # configuration is config groups (platform=cpu task=digit_sum setting=study; uec_lab/study/run.py).
+  export VERL_PLATFORM=cpu
+  export HF_HUB_OFFLINE=1 WANDB_MODE=disabled RAY_USAGE_STATS_ENABLED=0 TOKENIZERS_PARALLELISM=false
+  source "$ROOT/run_scripts/demo_env.sh"
+  load_demo_env "$PY" uec_lab.demo.build   # exports DEMO_MODEL, DEMO_TRAIN, DEMO_TEST, DEMO_REPORT
   mkdir -p "$OUT"
   OUT="$(cd "$OUT" && pwd)"
   "$PY" -m uec_lab.study run --out "$OUT" "${ARGS[@]+"${ARGS[@]}"}" -- "${OVERRIDES[@]+"${OVERRIDES[@]}"}"

@@ -18,12 +18,13 @@ main() {
   done
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     local py="${PYTHON:-python3}"
-    eval "$("$py" -m uec_lab.demo.build --print-env)"
+    source "$root/run_scripts/demo_env.sh"
+    load_demo_env "$py" uec_lab.demo.build
     mkdir -p "$out"
     export VERL_FILE_LOGGER_PATH="$out/metrics.jsonl" HF_HUB_OFFLINE=1 WANDB_MODE=disabled
     rm -f "$VERL_FILE_LOGGER_PATH"
-    ROOT="$root" source "$root/run_scripts/demo_overrides.sh"
-    "$py" -m uec_recipe.main_uec "${DEMO_OVERRIDES[@]}" trainer.n_gpus_per_node=1 trainer.nnodes=1 \
+    # the digit-sum demo's settings (config/task/digit_sum.yaml) on one GPU
+    "$py" -m uec_recipe.main_uec task=digit_sum trainer.n_gpus_per_node=1 trainer.nnodes=1 \
       actor_rollout_ref.rollout.name="${ROLLOUT:-vllm}" actor_rollout_ref.rollout.tensor_model_parallel_size=1 \
       actor_rollout_ref.rollout.gpu_memory_utilization=0.3 \
       actor_rollout_ref.model.path="$DEMO_MODEL" data.train_files="$DEMO_TRAIN" data.val_files="$DEMO_TEST" \
@@ -33,7 +34,7 @@ main() {
   else
     echo "[stage_timing] no GPU found: timing the CPU backend" >&2
     bash "$root/run_scripts/quickstart_cpu.sh" --steps "$steps" --out "$out" -- trainer.val_before_train=False
-    "$root/.venv/bin/python" -m uec_lab.summary --metrics "$out/metrics.jsonl" --timings-only
+    "${UEC_VENV:-$root/.venv}/bin/python" -m uec_lab.summary --metrics "$out/metrics.jsonl" --timings-only
   fi
 }
 main "$@"; exit

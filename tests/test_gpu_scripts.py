@@ -7,11 +7,14 @@ composition too, and a real launch without the GPU packages stops at its pre-fli
 
 from __future__ import annotations
 
+import http.server
 import importlib.util
 import os
+import shlex
+import socket
 import subprocess
 import sys
-import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -24,47 +27,44 @@ REPO = Path(__file__).resolve().parents[1]
 METHODS = ["uec", "uec_plus", "grpo", "dapo", "kl_cov", "entropy_adv"]
 # variables the scripts forward to the Ray workers: cleared from the test's environment unless a test sets them
 FORWARDED_UNLESS_GIVEN = ["VERL_FILE_LOGGER_PATH", "TENSORBOARD_DIR", "UEC_AGENT_REQUEST_LOG", "WANDB_MODE", "LOGGER"]
+# knobs of the launcher: cleared too, so that the machine running the tests cannot change what is composed
+KNOBS = ["NNODES", "GPUS_PER_NODE", "TP", "PROJECT", "TOTAL_EPOCHS", "SAVE_FREQ", "TEST_FREQ", "MAX_CKPT_TO_KEEP"]
+KNOBS += ["MODEL_PATH", "EXPERIMENT", "CKPT_DIR", "ATTN", "ROLLOUT", "RAY_ADDRESS", "PRINT_COMMAND"]
 
 
-# Stands in for python under DRY_RUN=1: records the command line a GPU script would run, one file per call. The
-# test then composes and checks each configuration in this process (uec_recipe.main_uec.dry_run_config, what the
-# script's `python -m uec_recipe.main_uec` does under UEC_DRY_RUN=1) instead of paying an interpreter start-up each.
-RECORDING_PYTHON = """#!/usr/bin/env bash
-printf '%s\\0' "$@" > "$UEC_RECORDED_CALLS/$(ls "$UEC_RECORDED_CALLS" | wc -l)"
-"""
+def script_env(env_extra: dict, **fixed) -> dict:
+    env = {**os.environ, "PYTHON": sys.executable, "DATA_DIR": "/data/uec", **fixed, **env_extra}
+    for name in FORWARDED_UNLESS_GIVEN + KNOBS:
+        if name not in env_extra and name not in fixed:
+            env.pop(name, None)
+    return env
 
 
 def compose(script: str, *overrides: str, cwd=None, real_python=False, **env_extra) -> tuple[list[dict], str]:
     """Run a GPU script under DRY_RUN=1: every configuration it composes (in order) and its stderr.
 
-    ``real_python``: let the script start python itself (scripts that run python for more than the trainer).
+    By default the script prints the command lines it would run (PRINT_COMMAND=1, no python started) and each is
+    composed and checked here, in this process, by uec_recipe.main_uec.dry_run_config: what the script's
+    ``python -m uec_recipe.main_uec`` does under UEC_DRY_RUN=1. ``real_python``: let the script run python itself
+    (scripts that run python for more than the trainer).
     """
-    env = {**os.environ, "DRY_RUN": "1", "PYTHON": sys.executable, "DATA_DIR": "/data/uec", **env_extra}
-    for name in FORWARDED_UNLESS_GIVEN:
-        if name not in env_extra:
-            env.pop(name, None)
-    with tempfile.TemporaryDirectory() as calls:
-        if not real_python:
-            shim = Path(calls) / "python"
-            shim.write_text(RECORDING_PYTHON)
-            shim.chmod(0o755)
-            (Path(calls) / "recorded").mkdir()
-            env.update(PYTHON=str(shim), UEC_RECORDED_CALLS=str(Path(calls) / "recorded"))
-        result = subprocess.run(
-            ["bash", str(REPO / "run_scripts/gpu" / script), *overrides],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=env,
-            cwd=cwd,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        if not real_python:
-            recorded = sorted((Path(calls) / "recorded").iterdir(), key=lambda p: int(p.name))
-            commands = [p.read_bytes().decode().split("\0")[:-1] for p in recorded]
-            assert commands and all(c[:2] == ["-m", "uec_recipe.main_uec"] for c in commands), commands
-            configs = [OmegaConf.to_container(dry_run_config(c[2:]), resolve=True) for c in commands]
-            return configs, result.stderr
+    env = script_env(env_extra, DRY_RUN="1")
+    if not real_python:
+        env["PRINT_COMMAND"] = "1"
+    result = subprocess.run(
+        ["bash", str(REPO / "run_scripts/gpu" / script), *overrides],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=cwd,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    if not real_python:
+        commands = [shlex.split(line) for line in result.stdout.splitlines() if line.strip()]
+        assert commands and all(c[:3] == [sys.executable, "-m", "uec_recipe.main_uec"] for c in commands), commands
+        configs = [OmegaConf.to_container(dry_run_config(c[3:]), resolve=True) for c in commands]
+        return configs, result.stderr
     assert "configuration composed and validated" in result.stderr
     # each configuration follows its header; the next run's log lines ("[time][logger][LEVEL] - ...") follow it
     parts = result.stdout.split(DRY_RUN_HEADER)[1:]
@@ -82,7 +82,7 @@ def dry_run(script: str, *overrides: str, **env_extra) -> dict:
 
 def refused(script: str, *overrides: str, dry: bool = True, **env_extra) -> str:
     """Run a GPU script that must stop before any expensive work; its stderr."""
-    env = {**os.environ, "PYTHON": sys.executable, "DATA_DIR": "/data/uec", **env_extra}
+    env = script_env(env_extra)
     if dry:
         env["DRY_RUN"] = "1"
     else:
@@ -317,9 +317,48 @@ def fake_vllm(tmp_path):
     return str(tmp_path / "fake")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM installed: a GPU environment")
+NO_VLLM = pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM installed: a GPU environment")
+TEXT_DATA = ("dapo_math_17k.parquet", "aime2024.parquet", "math500.parquet")
+
+
+def data_dir(tmp_path: Path, files=TEXT_DATA) -> str:
+    """A DATA_DIR holding the named files (empty: the launcher checks existence, the trainer checks contents)."""
+    folder = tmp_path / "data"
+    folder.mkdir(exist_ok=True)
+    for name in files:
+        (folder / name).write_bytes(b"")
+    return str(folder)
+
+
+@pytest.fixture
+def launch_env(fake_vllm, tmp_path):
+    """A real (not dry) launch that passes the package and credential checks: fake vllm, sdpa, no wandb; a `ray` on
+    PATH that records any call to it, in place of Ray's command line."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    ray = bin_dir / "ray"
+    ray.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "{tmp_path}/ray_called"\n')
+    ray.chmod(0o755)
+    return {
+        "CKPT_DIR": str(tmp_path / "ckpt"),
+        "PYTHONPATH": fake_vllm,
+        "WANDB_API_KEY": "",
+        "HOME": str(tmp_path),
+        "ATTN": "sdpa",
+        "DATA_DIR": data_dir(tmp_path),
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+    }
+
+
+def nothing_started(tmp_path: Path) -> bool:
+    """No run folder was created and Ray's command line was never called."""
+    return not (tmp_path / "ckpt").exists() and not (tmp_path / "ray_called").exists()
+
+
+@NO_VLLM
 def test_a_real_launch_checks_packages_and_credentials_first(fake_vllm, tmp_path):
     base = {"CKPT_DIR": str(tmp_path / "ckpt"), "PYTHONPATH": "", "WANDB_API_KEY": "", "HOME": str(tmp_path)}
+    base["DATA_DIR"] = data_dir(tmp_path)
     assert "has no vllm" in refused("text_uec.sh", dry=False, **base)
     base["PYTHONPATH"] = fake_vllm
     stderr = refused("text_uec.sh", dry=False, **base)
@@ -328,15 +367,103 @@ def test_a_real_launch_checks_packages_and_credentials_first(fake_vllm, tmp_path
     assert "no wandb credentials" in stderr
     stderr = refused("text_uec.sh", dry=False, ATTN="sdpa", UEC_AGENT_REQUEST_LOG="/nonexistent/r.jsonl", **base)
     assert "UEC_AGENT_REQUEST_LOG=/nonexistent/r.jsonl" in stderr
-    # every check passed: the run gets as far as uec_recipe's configuration check (the data files are missing),
-    # having created its folder and kept an earlier launch's metrics file that verl would truncate
+    # every check passed: the run gets as far as uec_recipe's data check (the files are empty), having created its
+    # folder and kept an earlier launch's metrics file that verl would truncate
     run_dir = tmp_path / "ckpt" / "text-qwen2.5-math-7b-uec"
     run_dir.mkdir(parents=True)
     (run_dir / "metrics.jsonl").write_text('{"step": 1, "data": {}}\n')
     stderr = refused("text_uec.sh", dry=False, ATTN="sdpa", **base)
-    assert "data.train_files: /data/uec/dapo_math_17k.parquet does not exist" in stderr
+    assert f"{base['DATA_DIR']}/dapo_math_17k.parquet" in stderr and "no such" not in stderr
     kept = [p.name for p in run_dir.glob("metrics.*.jsonl")]
     assert len(kept) == 1 and not (run_dir / "metrics.jsonl").exists()
+
+
+@NO_VLLM
+@pytest.mark.parametrize(
+    "script, change, message",
+    [
+        ("text_uec.sh", {"DATA_DIR": "{tmp}/nodata"}, "DATA_DIR={tmp}/nodata: no such folder"),
+        ("text_uec.sh", {"DATA_DIR": "{tmp}/empty"}, "{tmp}/empty/dapo_math_17k.parquet: no such data file"),
+        ("geo3k_grpo.sh", {}, "{tmp}/data/geo3k_train.parquet: no such data file"),
+        ("text_uec.sh", {"MODEL_PATH": "/nonexistent/model"}, "MODEL_PATH=/nonexistent/model: no such folder"),
+        ("text_uec.sh", {"UEC_AGENT_REQUEST_LOG": "/nonexistent/r.jsonl"}, "its folder does not exist"),
+    ],
+)
+def test_a_missing_shared_path_is_named_before_anything_starts(launch_env, tmp_path, script, change, message):
+    (tmp_path / "empty").mkdir()
+    change = {key: value.format(tmp=tmp_path) for key, value in change.items()}
+    stderr = refused(script, dry=False, **{**launch_env, **change})
+    assert message.format(tmp=tmp_path) in stderr and "must exist" in stderr
+    assert "every node" not in stderr  # a local run: the message does not speak of a cluster
+    assert nothing_started(tmp_path)
+
+
+@NO_VLLM
+def test_on_a_cluster_each_shared_path_must_exist_on_every_node(launch_env, tmp_path):
+    cluster = {**launch_env, "RAY_ADDRESS": "http://127.0.0.1:9"}
+    stderr = refused("text_uec.sh", dry=False, **{**cluster, "MODEL_PATH": "/nonexistent/model"})
+    assert "MODEL_PATH=/nonexistent/model" in stderr and "at the same path on every node" in stderr
+    stderr = refused("text_uec.sh", dry=False, **{**cluster, "DATA_DIR": str(tmp_path / "nodata")})
+    assert "task runner" in stderr and "at the same path on every node" in stderr
+    # CKPT_DIR is not created on the head alone: every rank writes its shards into it
+    stderr = refused("text_uec.sh", dry=False, **cluster)
+    assert f"CKPT_DIR={tmp_path}/ckpt: no such folder" in stderr and "every node mounts" in stderr
+    assert nothing_started(tmp_path)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@NO_VLLM
+@pytest.mark.parametrize("address", ["http://127.0.0.1:{port}", "127.0.0.1:{port}"])
+def test_an_unreachable_ray_address_is_refused_with_how_to_start_the_head(launch_env, tmp_path, address):
+    (tmp_path / "ckpt").mkdir()  # a shared CKPT_DIR exists: the address is what fails
+    address = address.format(port=free_port())
+    stderr = refused("text_uec.sh", dry=False, RAY_ADDRESS=address, **launch_env)
+    assert f"RAY_ADDRESS={address}: no Ray job server answers" in stderr
+    assert "ray start --head --dashboard-host=0.0.0.0" in stderr and "nothing was submitted" in stderr
+    assert not (tmp_path / "ray_called").exists() and not any((tmp_path / "ckpt").iterdir())
+
+
+@NO_VLLM
+def test_a_reachable_job_server_gets_the_submission(launch_env, tmp_path):
+    class JobServer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # what Ray's dashboard answers at /api/version
+            self.send_response(200 if self.path == "/api/version" else 404)
+            self.end_headers()
+            self.wfile.write(b'{"ray_version": "2.60.0"}')
+
+        def log_message(self, *args):
+            pass
+
+    (tmp_path / "ckpt").mkdir()
+    server = http.server.HTTPServer(("127.0.0.1", 0), JobServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {**launch_env, "RAY_ADDRESS": f"127.0.0.1:{server.server_port}"}
+        result = subprocess.run(
+            ["bash", str(REPO / "run_scripts/gpu/text_uec.sh")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=script_env(env),
+        )
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stderr[-2000:]
+    args = (tmp_path / "ray_called").read_text().splitlines()
+    assert args[:3] == ["job", "submit", f"--address=http://127.0.0.1:{server.server_port}"]
+    assert args[args.index("--") + 1 :][:3] == [sys.executable, "-m", "uec_recipe.main_uec"]
+
+
+def test_checkpoint_retention_has_an_overridable_default():
+    trainer = dry_run("text_uec.sh")["trainer"]
+    assert trainer["max_actor_ckpt_to_keep"] == 2
+    assert dry_run("geo3k_dapo.sh", MAX_CKPT_TO_KEEP="5")["trainer"]["max_actor_ckpt_to_keep"] == 5
+    assert dry_run("text_grpo.sh", "trainer.max_actor_ckpt_to_keep=null")["trainer"]["max_actor_ckpt_to_keep"] is None
 
 
 def test_smoke_composes_a_text_and_a_vlm_run(tmp_path):

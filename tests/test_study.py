@@ -44,14 +44,14 @@ def test_the_full_study_runs_the_papers_comparisons_and_the_options_only_on_requ
 
 
 def test_a_finished_run_of_another_method_definition_is_refused(tmp_path):
-    run = tmp_path / "runs" / "dapo" / "seed1"
+    run = tmp_path / "runs" / "kl_cov" / "seed1"
     run.mkdir(parents=True)
-    method = study.METHODS["dapo"]
+    method = study.METHODS["kl_cov"]
     (run / "done.json").write_text(json.dumps({"preset": method.preset, "overrides": list(method.overrides)}))
-    study.check_finished_run(run, study.RunSpec("dapo", 1, 5))  # the same definition: reused
-    (run / "done.json").write_text(json.dumps({"preset": "dapo", "overrides": []}))
+    study.check_finished_run(run, study.RunSpec("kl_cov", 1, 5))  # the same definition: reused
+    (run / "done.json").write_text(json.dumps({"preset": "kl_cov", "overrides": []}))
     with pytest.raises(SystemExit, match="delete that folder"):
-        study.check_finished_run(run, study.RunSpec("dapo", 1, 5))
+        study.check_finished_run(run, study.RunSpec("kl_cov", 1, 5))
 
 
 def _finished_base_eval(folder: Path) -> None:
@@ -141,3 +141,33 @@ def test_each_baseline_is_compared_with_uec_rl_per_band_with_welchs_interval(tmp
         "- DAPO (2 seeds): medium +4.5 ± 5.4 (does not exclude 0), hard -3.5 ± 3.3 (excludes 0)"
     ]
     assert not any(line.startswith("- w/o replay (") for line in lines)
+
+
+def test_each_run_composes_the_study_groups_then_its_method(tmp_path):
+    import sys
+
+    from uec_recipe.main_uec import dry_run_config
+
+    demo = study.Demo(*(Path("/demo") / n for n in ("model", "train.parquet", "test.parquet", "eval", "report")))
+    for method, check in (
+        ("kl_cov", lambda c: c.actor_rollout_ref.actor.ppo_mini_batch_size == 16),  # the method's override wins
+        ("dapo", lambda c: c.reward.reward_kwargs.overlong_buffer_cfg.len == 4),  # task_algo/digit_sum_dapo.yaml
+        ("uec_no_replay", lambda c: c.uec.enable and not c.uec.replay.enable),
+    ):
+        command = study.train_command(study.RunSpec(method, 2, 7), demo, tmp_path / method, study.STUDY_GROUPS)
+        assert command[:3] == [sys.executable, "-m", "uec_recipe.main_uec"]
+        config = dry_run_config(command[3:])
+        assert check(config), method
+        # the study's sizes and the paper's UEC-RL knobs, on the CPU backend and the demo's reward
+        assert (config.data.train_batch_size, config.actor_rollout_ref.rollout.n) == (32, 5)
+        assert (config.uec.exploration.n, config.uec.replay.adv_threshold, config.uec.replay.frequency) == (20, 1.0, 5)
+        assert config.actor_rollout_ref.rollout.name == "hf" and config.uec.sample_poll_interval_s == 0.05
+        assert config.reward.custom_reward_function.path == "pkg://uec_lab.demo.reward"
+        assert (config.trainer.total_training_steps, config.data.seed) == (7, study.SEED_BASE + 2)
+
+
+def test_the_recorded_settings_are_what_the_study_changes_from_the_papers():
+    settings = study.effective_settings(study.STUDY_GROUPS)
+    assert "data.train_batch_size=32" in settings and "actor_rollout_ref.actor.optim.lr=0.0001" in settings
+    assert not any(s.startswith("uec.exploration.n=") for s in settings)  # the paper's G' = 20: not a change
+    assert "data.train_batch_size=64" in study.effective_settings([*study.STUDY_GROUPS, "data.train_batch_size=64"])

@@ -12,53 +12,83 @@ H_t is therefore the behaviour policy's entropy at the rollout temperature, from
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import Optional
 
 import transfer_queue as tq
 from tensordict import TensorDict
 
-from uec_recipe.algo.entropy_adv import ALPHA, KAPPA, capped_fraction, shape_advantages
+from uec_recipe.algo.entropy_adv import capped_fraction, shape_advantages
 
 ENTROPY_ADV_FIELDS = ["advantages", "entropy", "response_mask"]
 
 
 @dataclass
 class EntropyAdvConfig:
-    """``algorithm.entropy_adv``; verl 0.9.1's V1 trainer never builds AlgoConfig, so extra keys there are safe."""
+    """``algorithm.entropy_adv``'s schema; verl 0.9.1's V1 trainer never builds AlgoConfig, so extra keys there are
+    safe. alpha and kappa have no default here: their one default is the preset (config/algo/entropy_adv.yaml)."""
 
     enable: bool = False
-    alpha: float = ALPHA  # α for GRPO (Cheng et al. 2025)
-    kappa: float = KAPPA  # κ (Cheng et al. 2025)
+    alpha: Optional[float] = None
+    kappa: Optional[float] = None
+
+
+def parse_entropy_adv(section) -> EntropyAdvConfig:
+    """Type- and range-check ``algorithm.entropy_adv`` (a DictConfig, dict or None); raise ValueError naming every
+    bad key. The returned values are the ones the shaping uses."""
+    settings, problems = _parse(section)
+    _raise(problems)
+    return settings
+
+
+def _raise(problems: list[str]) -> None:
+    if problems:
+        raise ValueError("invalid Entropy-Adv configuration:\n  - " + "\n  - ".join(problems))
+
+
+def _parse(section) -> tuple[Optional[EntropyAdvConfig], list[str]]:
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    data = OmegaConf.to_container(section, resolve=True) if isinstance(section, DictConfig) else dict(section or {})
+    typed = OmegaConf.structured(EntropyAdvConfig)
+    problems = []
+    for key, value in data.items():
+        if key not in EntropyAdvConfig.__dataclass_fields__:
+            problems.append(
+                f"algorithm.entropy_adv.{key}: unknown key (known: {', '.join(EntropyAdvConfig.__dataclass_fields__)})"
+            )
+            continue
+        try:
+            setattr(typed, key, value)
+        except OmegaConfBaseException:
+            kind = "true or false" if key == "enable" else "a number"
+            problems.append(f"algorithm.entropy_adv.{key}={value!r}: must be {kind}")
+    settings = EntropyAdvConfig(**OmegaConf.to_container(typed)) if not problems else None
+    if settings is not None and settings.enable:
+        if settings.alpha is None or not settings.alpha >= 0:
+            problems.append(
+                f"algorithm.entropy_adv.alpha={settings.alpha!r}: must be a number >= 0 (paper 0.4, the preset's)"
+            )
+        if settings.kappa is None or not settings.kappa > 1:
+            problems.append(
+                f"algorithm.entropy_adv.kappa={settings.kappa!r}: must be a number > 1 (paper 2, the preset's), "
+                "otherwise the bonus can flip an advantage's sign"
+            )
+    return settings, problems
 
 
 def entropy_adv_config(config) -> EntropyAdvConfig:
-    """Parse ``algorithm.entropy_adv`` from the full trainer config; raise ValueError naming every bad key."""
-    section = config.algorithm.get("entropy_adv", None) or {}
-    known = {f.name for f in fields(EntropyAdvConfig)}
-    problems = [
-        f"algorithm.entropy_adv.{key}: unknown key (known: {', '.join(sorted(known))})"
-        for key in section
-        if key not in known
-    ]
-    settings = EntropyAdvConfig(**{key: section[key] for key in section if key in known})
-    if not isinstance(settings.enable, bool):
-        problems.append(f"algorithm.entropy_adv.enable={settings.enable!r}: must be true or false")
-    if settings.enable:
-        if not isinstance(settings.alpha, (int, float)) or not settings.alpha >= 0:
-            problems.append(f"algorithm.entropy_adv.alpha={settings.alpha!r}: must be a number >= 0 (paper 0.4)")
-        if not isinstance(settings.kappa, (int, float)) or not settings.kappa > 1:
-            problems.append(
-                f"algorithm.entropy_adv.kappa={settings.kappa!r}: must be a number > 1 (paper 2), otherwise the "
-                "bonus can flip an advantage's sign"
-            )
-        uec = config.get("uec", None)
-        if uec is not None and uec.get("enable", False):
-            problems.append(
-                "algorithm.entropy_adv.enable=true with uec.enable=true: the UEC step computes its own advantages "
-                "and never calls the shaping; use algo=entropy_adv (uec.enable=false)"
-            )
-    if problems:
-        raise ValueError("invalid Entropy-Adv configuration:\n  - " + "\n  - ".join(problems))
+    """Parse ``algorithm.entropy_adv`` from the full trainer config, with the rule it shares with the uec section."""
+    section = config.algorithm.get("entropy_adv", None)
+    settings, problems = _parse(section)
+    uec = config.get("uec", None)
+    if (section or {}).get("enable", False) is True and uec is not None and uec.get("enable", False):
+        problems.append(
+            "algorithm.entropy_adv.enable=true with uec.enable=true: the UEC step computes its own advantages and "
+            "never calls the shaping; use algo=entropy_adv (uec.enable=false)"
+        )
+    _raise(problems)
     return settings
 
 
@@ -80,19 +110,20 @@ def check_baselines(config) -> None:
             )
 
 
-def apply_entropy_advantage(batch, algorithm_config, metrics: dict):
+def apply_entropy_advantage(batch, settings, metrics: dict):
     """Shape the stored advantages of ``batch`` (a TQ ``KVBatchMeta``) in place; return the meta of the write.
 
-    Reads ``advantages``, ``entropy`` (written by verl's ``_compute_old_log_prob``) and ``response_mask`` from
-    TransferQueue as jagged nested tensors, shapes them padded and writes the advantages back, nested, the way
-    verl's ``PPOTrainer._compute_advantage`` stores them. ``returns`` are left as they are (GRPO's actor update
-    does not read them).
+    ``settings``: the parsed ``EntropyAdvConfig`` (parse it once, with ``entropy_adv_config``), or the trainer's
+    ``algorithm`` section, which is then parsed here. Reads ``advantages``, ``entropy`` (written by verl's
+    ``_compute_old_log_prob``) and ``response_mask`` from TransferQueue as jagged nested tensors, shapes them padded
+    and writes the advantages back, nested, the way verl's ``PPOTrainer._compute_advantage`` stores them.
+    ``returns`` are left as they are (GRPO's actor update does not read them).
     """
     from verl.workers.utils.padding import response_to_nested
 
-    section = algorithm_config.get("entropy_adv", None) or {}
-    alpha = float(section.get("alpha", ALPHA))
-    kappa = float(section.get("kappa", KAPPA))
+    if not isinstance(settings, EntropyAdvConfig):
+        settings = parse_entropy_adv(settings.get("entropy_adv", None))
+    alpha, kappa = settings.alpha, settings.kappa
     data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=ENTROPY_ADV_FIELDS)
     nested_mask = data["response_mask"]
     padded = data.to_padded_tensor()

@@ -1,8 +1,10 @@
 """Hydra entry point: ``python -m uec_recipe.main_uec [overrides]``.
 
-Composes ``uec_recipe/config/uec_trainer.yaml`` (which inherits verl's ``ppo_trainer``), checks the whole
-configuration and the datasets before Ray starts, then hands over to verl's own V1 task runner. The trainer
-class is selected by ``trainer.v1.trainer_mode=uec``, registered by the plugin in the task-runner process.
+Composes ``uec_recipe/config/uec_trainer.yaml`` (which inherits verl's ``ppo_trainer``) with the config groups
+selected on the command line (``algo=``, ``platform=``, ``task=``, ...; the defaults list there names them all),
+checks the whole configuration and the datasets before Ray starts, then hands over to verl's own V1 task runner.
+The trainer class is selected by ``trainer.v1.trainer_mode=uec``, registered by the plugin in the task-runner
+process.
 
 ``UEC_DRY_RUN=1`` stops after the checks and prints the resolved configuration (no Ray, no GPU, no weights).
 """
@@ -33,7 +35,7 @@ def check_config(config, dry_run: bool = False) -> None:
 
 
 def check_datasets(config, dry_run: bool = False) -> None:
-    """Schema-check every train/val parquet (uec_recipe.data_schema); a dry run only notes files that are not there yet."""
+    """Schema-check every train/val parquet (uec_recipe.data_schema); a dry run only notes files not there yet."""
     from uec_recipe.data_schema import validate_rl_parquet
 
     for key in ("train_files", "val_files"):

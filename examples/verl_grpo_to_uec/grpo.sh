@@ -13,7 +13,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 STEPS="${STEPS:-4}"                                         # training steps
 OUT="${OUT:-$ROOT/outputs/verl_grpo_to_uec/$NAME}"          # metrics.jsonl, train.log, checkpoints/
-CPU="${CPU:-1}"                                             # 1: this machine has no GPU (run_scripts/cpu_overrides.sh)
+CPU="${CPU:-1}"                                             # 1: this machine has no GPU (uec_recipe/config/platform/)
 DRY_RUN="${DRY_RUN:-0}"
 
 die() {
@@ -43,17 +43,13 @@ if [ -e "$MODEL" ]; then MODEL="$(realpath -- "$MODEL")"; fi
 OUT="$(realpath -m -- "$OUT")"
 
 # CPU only. Stock verl 0.9.1 cannot train without a GPU; the CPU platform and the "hf" rollout of this project
-# (uec_recipe/cpu/, loaded with the package) and these overrides make it run. On a GPU machine set CPU=0 and pass
-# your cluster's settings instead (actor_rollout_ref.rollout.name=vllm, trainer.n_gpus_per_node=8, ...).
+# (uec_recipe/cpu/, loaded with the package when VERL_PLATFORM=cpu) and the settings of its platform config group
+# (uec_recipe/config/platform/, put on hydra's search path) make it run. On a GPU machine set CPU=0 and pass your
+# cluster's settings instead (actor_rollout_ref.rollout.name=vllm, trainer.n_gpus_per_node=8, ...).
 CPU_ARGS=()
 if [ "$CPU" = 1 ]; then
-  source "$ROOT/run_scripts/cpu_overrides.sh"
-  for override in "${CPU_OVERRIDES[@]}"; do
-    case "$override" in
-      uec.*) ;;  # written for the recipe's own config; verl's has no uec section and GRPO needs none
-      *) CPU_ARGS+=("$override") ;;
-    esac
-  done
+  export VERL_PLATFORM=cpu HF_HUB_OFFLINE=1 WANDB_MODE=disabled RAY_USAGE_STATS_ENABLED=0 TOKENIZERS_PARALLELISM=false
+  CPU_ARGS=(hydra.searchpath=[pkg://uec_recipe.config] +platform=cpu_verl)  # verl keys only: GRPO needs no uec section
 fi
 
 # The run, in the shape of verl's GRPO example scripts (verl-project/verl, examples/grpo_trainer/), sized for

@@ -3,4 +3,4 @@
 # UEC-RL with pipelined exploration and an adaptive exploration budget, docs/algorithm.md "Options").
 source "$(dirname "$0")/geo3k_base.sh"
 USER_OVERRIDES=("$@")
-run_experiment uec_plus geo3k-qwen2.5-vl-7b-uec_plus "${GEO3K_OVERRIDES[@]}"
+run_experiment uec_plus geo3k-qwen2.5-vl-7b-uec_plus "${TASK_OVERRIDES[@]}"

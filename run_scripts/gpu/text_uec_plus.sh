@@ -3,4 +3,4 @@
 # UEC-RL with pipelined exploration and an adaptive exploration budget, docs/algorithm.md "Options").
 source "$(dirname "$0")/text_base.sh"
 USER_OVERRIDES=("$@")
-run_experiment uec_plus text-qwen2.5-math-7b-uec_plus "${TEXT_OVERRIDES[@]}"
+run_experiment uec_plus text-qwen2.5-math-7b-uec_plus "${TASK_OVERRIDES[@]}"

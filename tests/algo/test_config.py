@@ -110,17 +110,56 @@ def test_bad_config_fails_before_ray_starts(tmp_path):
     assert "uec.exploration.temperature=-1" in result.stderr and "ray init" not in result.stdout.lower()
 
 
-def test_dry_run_composes_the_cpu_demo_configuration(demo):
-    script = (
-        f"source {REPO}/run_scripts/cpu_overrides.sh && source {REPO}/run_scripts/demo_overrides.sh && "
-        f"UEC_DRY_RUN=1 {sys.executable} -m uec_recipe.main_uec "
-        f'"${{CPU_OVERRIDES[@]}}" "${{DEMO_OVERRIDES[@]}}" actor_rollout_ref.model.path={demo.model_dir} '
-        f"data.train_files={demo.train_file} data.val_files={demo.test_file}"
-    )
-    result = subprocess.run(["bash", "-c", f"ROOT={REPO}; {script}"], capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "dry run" in result.stderr
-    assert "name: hf" in result.stdout and "trainer_mode: uec" in result.stdout
+def test_the_cpu_demo_groups_compose_into_a_valid_configuration(demo):
+    from uec_recipe.main_uec import dry_run_config
+
+    paths = [f"actor_rollout_ref.model.path={demo.model_dir}", f"data.train_files={demo.train_file}"]
+    config = dry_run_config(["platform=cpu", "task=digit_sum", *paths, f"data.val_files={demo.test_file}"])
+    assert config.actor_rollout_ref.rollout.name == "hf" and config.trainer.n_gpus_per_node == 1
+    assert config.trainer.v1.trainer_mode == "uec" and config.uec.sample_poll_interval_s == 0.05
+    assert (config.data.train_batch_size, config.actor_rollout_ref.rollout.n, config.uec.exploration.n) == (16, 4, 8)
+    reward = config.reward.custom_reward_function
+    assert (reward.path, reward.name) == ("pkg://uec_lab.demo.reward", "compute_score")
+
+
+def test_a_task_can_adjust_one_method_preset():
+    # task_algo/digit_sum_dapo.yaml: DAPO's overlong buffer inside the demo's 16-token responses
+    assert composed("algo=dapo", "task=digit_sum").reward.reward_kwargs.overlong_buffer_cfg.len == 4
+    assert composed("algo=dapo", "task=vlm_counting").reward.reward_kwargs.overlong_buffer_cfg.len == 4
+    assert composed("algo=dapo").reward.reward_kwargs.overlong_buffer_cfg.len == 410  # the preset's, for 2048
+
+
+def test_the_schema_defaults_are_the_yaml_defaults():
+    # the schema (uec_recipe/algo/config.py) states types; its defaults must not drift from uec_trainer.yaml's
+    from dataclasses import asdict
+
+    from omegaconf import OmegaConf
+
+    assert asdict(UECConfig()) == OmegaConf.to_container(composed().uec)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("uec.exploration.n=abc", "uec.exploration.n='abc': must be an integer >= 2"),
+        ("uec.exploration.n=2.5", "uec.exploration.n=2.5: must be an integer >= 2"),
+        ("uec.enable=maybe", "uec.enable='maybe': must be true or false"),
+        ("uec.exploration.temperature=hot", "uec.exploration.temperature='hot': must be a number > 0"),
+        ("uec.n0=many", "uec.n0='many': must be null"),
+        ("+uec.replay.size=3", "uec.replay.size: unknown key (known: admission, adv_threshold"),
+        ("+uec.buffers.size=3", "uec.buffers: unknown key"),
+    ],
+)
+def test_the_schema_names_each_badly_typed_or_unknown_key(override, message):
+    with pytest.raises(UECConfigError) as error:
+        load_and_validate(composed(override))
+    assert message in str(error.value)
+
+
+def test_type_problems_are_reported_together():
+    with pytest.raises(UECConfigError) as error:
+        UECConfig.from_mapping({"exploration": {"n": "x", "temperature": "y"}, "replay": {"frequency": 1.5}})
+    assert str(error.value).count("\n  - ") == 3
 
 
 def test_uec_trainer_mode_without_a_uec_section_is_refused():

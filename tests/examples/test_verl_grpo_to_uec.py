@@ -72,7 +72,7 @@ def test_both_scripts_run_verls_own_config_on_the_cpu_demo(composed, demo):
         assert config["data"]["val_files"] == str(demo.test_file)
         reward = config["reward"]["custom_reward_function"]
         assert (reward["path"], reward["name"]) == ("pkg://uec_recipe.reward", "compute_score")
-        # the CPU backend's overrides (run_scripts/cpu_overrides.sh) reach the run
+        # the CPU backend's settings (uec_recipe/config/platform/cpu_verl.yaml) reach the run
         assert config["trainer"]["device"] == "cpu" and config["actor_rollout_ref"]["rollout"]["name"] == "hf"
         assert config["actor_rollout_ref"]["actor"]["strategy"] == "fsdp2"
         assert config["trainer"]["logger"] == ["console", "file"]
@@ -89,7 +89,7 @@ def test_uec_settings_appear_only_in_uec_sh(composed):
         "uec.exploration.temperature": 1.2,
         "uec.replay.adv_threshold": 0.5,
         "uec.replay.frequency": 2,
-        "uec.sample_poll_interval_s": 0.05,  # cpu_overrides.sh's entry, added with "+"
+        "uec.sample_poll_interval_s": 0.05,  # platform/cpu.yaml's, on top of cpu_verl.yaml
     }
     # everything else is the same run
     differing = {key for key in grpo.keys() | uec.keys() if grpo.get(key) != uec.get(key)}
@@ -158,9 +158,12 @@ def code(lines: list[str]) -> list[str]:
 
 def test_the_diff_is_only_the_uec_lines():
     removed, added, _ = diff_lines()
-    assert code(removed) == ["uec.*) ;;", "algorithm.adv_estimator=grpo"]
+    assert code(removed) == [
+        "CPU_ARGS=(hydra.searchpath=[pkg://uec_recipe.config] +platform=cpu_verl)",
+        "algorithm.adv_estimator=grpo",
+    ]
     assert code(added) == [
-        'uec.*) CPU_ARGS+=("+$override") ;;',
+        "CPU_ARGS=(hydra.searchpath=[pkg://uec_recipe.config] +platform=cpu)",
         "algorithm.adv_estimator=uec",
         "trainer.v1.trainer_mode=uec",
         "actor_rollout_ref.rollout.agent.default_agent_loop=uec_agent",

@@ -22,8 +22,8 @@ class Method:
 
 METHODS: dict[str, Method] = {
     "grpo": Method("GRPO", "grpo"),
-    # DAPO's soft overlong penalty needs a buffer shorter than the demo's 16-token responses (quickstart does the same)
-    "dapo": Method("DAPO", "dapo", ("reward.reward_kwargs.overlong_buffer_cfg.len=4",)),
+    # DAPO's soft overlong buffer on the demo's 16-token responses: config/task_algo/digit_sum_dapo.yaml
+    "dapo": Method("DAPO", "dapo"),
     # KL-Cov's penalty |log pi - log pi_old| is zero on an update's first, on-policy mini-batch; with the study's
     # single mini-batch per update it would be GRPO exactly (measured: docs/results.md). It runs with two.
     "kl_cov": Method(

@@ -4,11 +4,12 @@
     python -m uec_lab.study report --out DIR
 
 ``run_scripts/reproduce_cpu.sh`` sets up the environment and calls both. Each training run is the real verl
-trainer (``python -m uec_recipe.main_uec``) with the CPU, demo and study overrides of ``run_scripts/`` plus its
-method preset; it saves the final policy, which ``uec_recipe.eval.sample`` then samples n times per held-out
-problem, one benchmark per difficulty level of the demo's ladder. A run whose ``done.json`` exists is skipped, so
-an interrupted study resumes where it stopped. ``report`` builds the tables with ``uec_recipe.eval.tables``, the
-curves with ``uec_recipe.eval.curves`` and writes ``DIR/report.md`` (docs/results.md reads one such report).
+trainer (``python -m uec_recipe.main_uec``) with the config groups of the CPU backend, the demo task and the study
+(``STUDY_GROUPS``) plus its method preset; it saves the final policy, which ``uec_recipe.eval.sample`` then samples
+n times per held-out problem, one benchmark per difficulty level of the demo's ladder. A run whose ``done.json``
+exists is skipped, so an interrupted study resumes where it stopped. ``report`` builds the tables with
+``uec_recipe.eval.tables``, the curves with ``uec_recipe.eval.curves`` and writes ``DIR/report.md``
+(docs/results.md reads one such report).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from uec_lab.study.plan import (
-    CORE,
     DEFAULT_METHODS,
     DEFAULT_STEPS,
     EVAL,
@@ -43,15 +42,33 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "run_scripts"
 
 
-# ---- the overrides the shell scripts define ------------------------------------------------------------------
+# ---- the study's configuration -----------------------------------------------------------------------------
+
+# Every run composes these config groups (uec_recipe/config/): the CPU backend, the digit-sum demo and the study's
+# sizes (setting/study.yaml), then its method preset and the run's own settings (train_command).
+STUDY_GROUPS = ("platform=cpu", "task=digit_sum", "setting=study")
 
 
-def shell_array(files: Sequence[str], name: str, env: dict | None = None) -> list[str]:
-    """A bash array defined by sourcing run_scripts files (the single place those overrides live)."""
-    sources = " && ".join(f'source "{SCRIPTS / f}"' for f in files)
-    script = f'ROOT="{REPO}"; {sources} && printf "%s\\0" "${{{name}[@]}}"'
-    out = subprocess.run(["bash", "-c", script], capture_output=True, env=env or os.environ, check=True).stdout
-    return [item.decode() for item in out.split(b"\0") if item]
+def effective_settings(overrides: Sequence[str]) -> list[str]:
+    """``key=value`` for every setting the study's configuration (algo=uec plus ``overrides``) changes from the
+    recipe's defaults (the paper's): what report.md quotes, and what finished runs must share to be reused (an
+    edit of a group file changes it even when the group selections stay the same)."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    with initialize_config_module(config_module="uec_recipe.config", version_base=None):
+        plain = OmegaConf.to_container(compose(config_name="uec_trainer"), resolve=True)
+        study = OmegaConf.to_container(compose(config_name="uec_trainer", overrides=list(overrides)), resolve=True)
+
+    def leaves(tree, prefix=""):
+        if isinstance(tree, dict):
+            for key, value in tree.items():
+                yield from leaves(value, f"{prefix}{key}.")
+        else:
+            yield prefix[:-1], tree
+
+    defaults = dict(leaves(plain))
+    return [f"{key}={value}" for key, value in leaves(study) if defaults.get(key, object()) != value]
 
 
 @dataclass
@@ -113,8 +130,9 @@ def seed_overrides(seed: int) -> list[str]:
 def train_command(
     spec: RunSpec, demo: Demo, run_dir: Path, base_overrides: Sequence[str], extra_overrides: Sequence[str] = ()
 ) -> list[str]:
-    """The training run: the CPU, demo and study overrides, the run's own settings, the method's, then the
-    overrides given to the whole study (which win)."""
+    """The training run: the study's config groups and the method's preset (``base_overrides``, normally
+    ``STUDY_GROUPS``), the run's own settings, the method's overrides, then those given to the whole study (which
+    win)."""
     method = METHODS[spec.method]
     return [
         sys.executable,
@@ -310,13 +328,15 @@ def run_study(
     out: Path, specs: Sequence[RunSpec], demo: Demo, eval_settings: dict = EVAL, extra_overrides: Sequence[str] = ()
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    base_overrides = shell_array(["cpu_overrides.sh", "demo_overrides.sh", "study_overrides.sh"], "STUDY_OVERRIDES")
+    base_overrides = list(STUDY_GROUPS)
     everything = base_overrides + list(extra_overrides)  # what finished runs must share to be reused
+    settings = effective_settings(everything)
     previous = out / "study.json"
     if previous.exists():
         earlier = json.loads(previous.read_text())
         same = (
             earlier["overrides"] == everything
+            and earlier.get("settings") == settings
             and {"problems_per_level": None, **earlier["eval"]} == eval_settings
             and {r["steps"] for r in earlier["runs"]} == {specs[0].steps}
         )
@@ -330,6 +350,7 @@ def run_study(
             {
                 "runs": [asdict(s) for s in specs],
                 "overrides": everything,
+                "settings": settings,
                 "eval": eval_settings,
                 "demo": {k: str(v) for k, v in asdict(demo).items()},
             },

@@ -1,14 +1,16 @@
-"""The ``uec`` configuration section: every UEC-RL knob, its reference value, and one validate().
+"""The ``uec`` configuration section: its schema, and the rules between values that a schema cannot state.
 
-Reference values come from the paper (arXiv 2604.14646, §3) and the authors' released EasyR1 tree
-(github.com/597358816/EFRame); where the two differ, both rules are selectable and the default is stated.
-The same keys, with comments, are in ``uec_recipe/config/uec_trainer.yaml``.
+The defaults, with where each comes from (the paper, arXiv 2604.14646 §3; the authors' released EasyR1 tree,
+github.com/597358816/EFRame; or a guess), live in one place: ``uec_recipe/config/uec_trainer.yaml``. The dataclasses
+below are the section's schema: OmegaConf checks every key's name and type against them (a structured merge), so
+the only hand-written checks left are the value ranges and the rules that tie two settings together. A dataclass
+built without the YAML (a test's ``UECConfig.from_mapping({...})``) uses the schema's defaults, which mirror it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 EXPLORATION_RETENTION_RULES = ("positive", "abs_gt_1")
@@ -33,50 +35,75 @@ MOVED_KEYS = {
     ),
 }
 
+# What each key accepts: the message of a value of the wrong type (from the schema) or out of range (validate()).
+RULES = {
+    "enable": "must be true or false",
+    "exploration.enable": "must be true or false",
+    "retention.enable": "must be true or false",
+    "replay.enable": "must be true or false",
+    "exploration.n": "must be an integer >= 2 (advantages are normalised within the G' samples)",
+    "exploration.temperature": "must be a number > 0 (reference 1.2)",
+    "exploration.difficulty_threshold": "must be in (0, 1] (reference 0.01)",
+    "exploration.retention": f"must be one of {EXPLORATION_RETENTION_RULES}",
+    "exploration.schedule": f"must be one of {EXPLORATION_SCHEDULES} (reference: sync)",
+    "exploration.budget": f"must be one of {EXPLORATION_BUDGETS} (reference: fixed)",
+    "exploration.budget_floor": "must be an integer >= 2",
+    "exploration.budget_cap": "must be null (= 2 x exploration.n) or an integer",
+    "retention.regular_abs_adv": "must be a number >= 0 (reference 0.05)",
+    "retention.drop_overlong_positive": f"must be one of {OVERLONG_SCOPES} (reference: all)",
+    "batch_buffer.capacity_multiple": "must be >= 1 (the buffer must hold one update batch N0)",
+    "replay.admission": f"must be one of {REPLAY_ADMISSION_RULES}",
+    "replay.adv_threshold": "must be a number >= 0 (reference A0 = 1.0)",
+    "replay.capacity_multiple": (
+        "must be a whole number >= 1 (paper s' = 2): a full replay buffer is replayed whole, so its capacity "
+        "must be whole update batches of N0 rows"
+    ),
+    "replay.frequency": "must be an integer >= 1 (reference f_replay = 5)",
+    "sample_poll_interval_s": "must be null (verl default 2 s) or seconds > 0",
+    "n0": "must be null (= train_batch_size x rollout.n) or an integer >= 1",
+    "seed": "must be an integer",
+}
+
 
 class UECConfigError(ValueError):
     """A bad ``uec`` (or related) setting; the message names every offending key."""
 
 
+# The schema. Defaults mirror uec_trainer.yaml (tests/algo/test_config.py checks that they agree).
+
+
 @dataclass
 class ExplorationConfig:
     enable: bool = True
-    n: int = 20  # G': paper §3 and released code
-    temperature: float = 1.2  # T': paper; the authors' other branches used 1.1 and 1.15
-    difficulty_threshold: float = 0.01  # difficult = every sample of the group scores below this (released code)
-    retention: str = "positive"  # paper: keep Â>0; released code: |Â|>1 ("abs_gt_1")
-    # Beyond the paper (off in the reference preset uec, on in uec_plus; docs/algorithm.md, "Options"):
-    # "sync" = the reference: difficult prompts are re-sampled in a second generation round of the same step;
-    # "pipelined" = in the next step's generation round, beside its regular rollout.
-    schedule: str = "sync"
-    # "fixed" = the reference: G' samples for every difficult prompt; "adaptive" = the same total split by each
-    # prompt's exploration history (uec_recipe/algo/exploration_budget.py).
-    budget: str = "fixed"
-    budget_floor: int = 2  # adaptive: fewest samples a difficult prompt gets (2 make a group with an advantage)
-    budget_cap: Optional[int] = None  # adaptive: most samples one prompt gets; null = 2·G'
+    n: int = 20
+    temperature: float = 1.2
+    difficulty_threshold: float = 0.01
+    retention: str = "positive"
+    schedule: str = "sync"  # sync | pipelined (uec_plus)
+    budget: str = "fixed"  # fixed | adaptive (uec_plus; uec_recipe/algo/exploration_budget.py)
+    budget_floor: int = 2
+    budget_cap: Optional[int] = None
 
 
 @dataclass
 class RetentionConfig:
-    enable: bool = True  # False = the paper's "w/o selective retention" ablation: keep every sample
-    regular_abs_adv: float = 0.05  # keep regular samples with |Â| > 0.05 (paper and released code)
-    # Drop survivors that hit max_response_length with Â > 0. "all" = regular and exploration survivors
-    # (released code, _filtering_overlong on their concatenation); "exploration" = T' samples only; "none".
+    enable: bool = True
+    regular_abs_adv: float = 0.05
     drop_overlong_positive: str = "all"
 
 
 @dataclass
 class BatchBufferConfig:
-    capacity_multiple: float = 2.0  # × N0; released code 2, the authors' later branch 4
+    capacity_multiple: float = 2.0
 
 
 @dataclass
 class ReplayConfig:
     enable: bool = True
-    admission: str = "gt"  # "gt": Â > A0 (later branch); "abs_gt": |Â| > A0 (released code)
-    adv_threshold: float = 1.0  # A0 (paper and both code trees)
-    capacity_multiple: int = 2  # s' × N0 (paper: s' = 2.0); whole multiples, so a full buffer splits into updates
-    frequency: int = 5  # f_replay: an extra update every 5 steps (paper)
+    admission: str = "gt"
+    adv_threshold: float = 1.0
+    capacity_multiple: int = 2
+    frequency: int = 5
 
 
 @dataclass
@@ -86,135 +113,130 @@ class UECConfig:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     batch_buffer: BatchBufferConfig = field(default_factory=BatchBufferConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
-    # How often the trainer polls TransferQueue for finished rollouts; null = verl's 2 s. The CPU scripts set
-    # 0.05 s: a toy-model step is shorter than one 2 s poll. Applies to every method preset.
     sample_poll_interval_s: Optional[float] = None
-    n0: Optional[int] = None  # rows per policy update; None = data.train_batch_size × rollout.n (paper's N0)
+    n0: Optional[int] = None
     seed: int = 0  # seeds the replay-buffer sampling
 
     @classmethod
     def from_mapping(cls, mapping: Any) -> "UECConfig":
-        """Build from a DictConfig/dict; unknown keys are errors (a typo must not silently use a default)."""
+        """Merge a DictConfig/dict onto the schema; every unknown key and badly typed value is one error."""
         from omegaconf import DictConfig, OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
 
         if mapping is None:
             return cls(enable=False)
         data = OmegaConf.to_container(mapping, resolve=True) if isinstance(mapping, DictConfig) else dict(mapping)
+        typed = OmegaConf.structured(cls)
         problems = []
-        sections = {
-            "exploration": ExplorationConfig,
-            "retention": RetentionConfig,
-            "batch_buffer": BatchBufferConfig,
-            "replay": ReplayConfig,
-        }
-        kwargs = {}
-        top_level = {f for f in cls.__dataclass_fields__}
-        for key, value in data.items():
+        # One key at a time, so that every problem is reported, not only the first the merge meets.
+        for key, value in _leaves(data):
             if key in MOVED_KEYS:
                 problems.append(f"uec.{key}: {MOVED_KEYS[key]}")
-            elif key not in top_level:
-                problems.append(f"uec.{key}: unknown key (known: {', '.join(sorted(top_level))})")
-            elif key in sections:
-                section_cls = sections[key]
-                value = value or {}
-                unknown = sorted(set(value) - set(section_cls.__dataclass_fields__))
-                for name in unknown:
-                    if f"{key}.{name}" in MOVED_KEYS:
-                        problems.append(f"uec.{key}.{name}: {MOVED_KEYS[f'{key}.{name}']}")
-                        continue
-                    problems.append(
-                        f"uec.{key}.{name}: unknown key (known: {', '.join(sorted(section_cls.__dataclass_fields__))})"
-                    )
-                kwargs[key] = section_cls(**{k: v for k, v in value.items() if k not in unknown})
-            else:
-                kwargs[key] = value
+                continue
+            unknown = _unknown_key(cls, key)
+            if unknown is not None:
+                if unknown not in problems:  # a whole unknown section is one problem
+                    problems.append(unknown)
+                continue
+            try:
+                OmegaConf.update(typed, key, value, merge=True)
+            except OmegaConfBaseException:
+                problems.append(f"uec.{key}={value!r}: {RULES.get(key, 'has the wrong type')}")
         if problems:
             raise UECConfigError("invalid uec configuration:\n  - " + "\n  - ".join(problems))
-        return cls(**kwargs)
+        return OmegaConf.to_object(typed)
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+SECTIONS = {
+    "exploration": ExplorationConfig,
+    "retention": RetentionConfig,
+    "batch_buffer": BatchBufferConfig,
+    "replay": ReplayConfig,
+}
 
 
-def _is_whole(value) -> bool:
-    return _is_number(value) and float(value).is_integer()
+def _leaves(data: dict, prefix: str = ""):
+    """(dotted key, value) of every setting; a section is walked (a section set to null keeps its defaults)."""
+    for key, value in data.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        elif not (value is None and not prefix and key in SECTIONS):
+            yield f"{prefix}{key}", value
+
+
+def _unknown_key(cls, dotted: str) -> Optional[str]:
+    """None when ``dotted`` names a field of the schema, else the problem: the first unknown part and the keys known
+    at that level."""
+    node, path = cls, []
+    for name in dotted.split("."):
+        path.append(name)
+        names = [f.name for f in fields(node)] if node is not None else []
+        if name not in names:
+            known = f" (known: {', '.join(sorted(names))})" if names else ""
+            return f"uec.{'.'.join(path)}: unknown key{known}"
+        node = SECTIONS.get(name) if node is cls else None
+    return None
 
 
 def validate(uec: UECConfig, config=None) -> list[str]:
-    """Return one message per problem (empty when valid). ``config`` is the full trainer config, if any."""
+    """Return one message per problem (empty when valid). ``config`` is the full trainer config, if any.
+
+    The types are the schema's (``UECConfig.from_mapping``); these are the ranges and the rules between values.
+    """
     problems = []
 
-    def bad(key, value, allowed):
-        problems.append(f"uec.{key}={value!r}: {allowed}")
+    def bad(key, value):
+        problems.append(f"uec.{key}={value!r}: {RULES[key]}")
 
     ex, rt, bb, rp = uec.exploration, uec.retention, uec.batch_buffer, uec.replay
-    for key, value in [
-        ("enable", uec.enable),
-        ("exploration.enable", ex.enable),
-        ("retention.enable", rt.enable),
-        ("replay.enable", rp.enable),
-    ]:
-        if not isinstance(value, bool):
-            bad(key, value, "must be true or false")
-    if not isinstance(ex.n, int) or isinstance(ex.n, bool) or ex.n < 2:
-        bad("exploration.n", ex.n, "must be an integer >= 2 (advantages are normalised within the G' samples)")
-    if not _is_number(ex.temperature) or ex.temperature <= 0:
-        bad("exploration.temperature", ex.temperature, "must be a number > 0 (reference 1.2)")
+    if ex.n < 2:
+        bad("exploration.n", ex.n)
+    if not _finite(ex.temperature) or ex.temperature <= 0:
+        bad("exploration.temperature", ex.temperature)
     if ex.schedule not in EXPLORATION_SCHEDULES:
-        bad("exploration.schedule", ex.schedule, f"must be one of {EXPLORATION_SCHEDULES} (reference: sync)")
+        bad("exploration.schedule", ex.schedule)
     if ex.budget not in EXPLORATION_BUDGETS:
-        bad("exploration.budget", ex.budget, f"must be one of {EXPLORATION_BUDGETS} (reference: fixed)")
-    if isinstance(ex.n, int) and ex.budget == "adaptive":
+        bad("exploration.budget", ex.budget)
+    if ex.budget == "adaptive":
         cap = 2 * ex.n if ex.budget_cap is None else ex.budget_cap
-        if not isinstance(ex.budget_floor, int) or not isinstance(cap, int) or not 2 <= ex.budget_floor <= ex.n <= cap:
-            bad(
-                "exploration.budget_floor/budget_cap",
-                (ex.budget_floor, ex.budget_cap),
-                f"need integers with 2 <= budget_floor <= exploration.n ({ex.n}) <= budget_cap (null = 2·n): a "
-                "group of one sample has no advantage to compare",
+        if not 2 <= ex.budget_floor <= ex.n <= cap:
+            problems.append(
+                f"uec.exploration.budget_floor/budget_cap={(ex.budget_floor, ex.budget_cap)!r}: need integers with "
+                f"2 <= budget_floor <= exploration.n ({ex.n}) <= budget_cap (null = 2·n): a group of one sample has "
+                "no advantage to compare"
             )
-    if not _is_number(ex.difficulty_threshold) or not 0 < ex.difficulty_threshold <= 1:
-        bad("exploration.difficulty_threshold", ex.difficulty_threshold, "must be in (0, 1] (reference 0.01)")
+    if not _finite(ex.difficulty_threshold) or not 0 < ex.difficulty_threshold <= 1:
+        bad("exploration.difficulty_threshold", ex.difficulty_threshold)
     if ex.retention not in EXPLORATION_RETENTION_RULES:
-        bad("exploration.retention", ex.retention, f"must be one of {EXPLORATION_RETENTION_RULES}")
-    if not _is_number(rt.regular_abs_adv) or rt.regular_abs_adv < 0:
-        bad("retention.regular_abs_adv", rt.regular_abs_adv, "must be a number >= 0 (reference 0.05)")
+        bad("exploration.retention", ex.retention)
+    if not _finite(rt.regular_abs_adv) or rt.regular_abs_adv < 0:
+        bad("retention.regular_abs_adv", rt.regular_abs_adv)
     if rt.drop_overlong_positive not in OVERLONG_SCOPES:
-        bad(
-            "retention.drop_overlong_positive",
-            rt.drop_overlong_positive,
-            f"must be one of {OVERLONG_SCOPES} (reference: all)",
-        )
-    if not _is_number(bb.capacity_multiple) or bb.capacity_multiple < 1:
-        bad(
-            "batch_buffer.capacity_multiple",
-            bb.capacity_multiple,
-            "must be >= 1 (the buffer must hold one update batch N0)",
-        )
+        bad("retention.drop_overlong_positive", rt.drop_overlong_positive)
+    if not _finite(bb.capacity_multiple) or bb.capacity_multiple < 1:
+        bad("batch_buffer.capacity_multiple", bb.capacity_multiple)
     if rp.admission not in REPLAY_ADMISSION_RULES:
-        bad("replay.admission", rp.admission, f"must be one of {REPLAY_ADMISSION_RULES}")
-    if not _is_number(rp.adv_threshold) or rp.adv_threshold < 0:
-        bad("replay.adv_threshold", rp.adv_threshold, "must be a number >= 0 (reference A0 = 1.0)")
-    if not _is_whole(rp.capacity_multiple) or rp.capacity_multiple < 1:
-        bad(
-            "replay.capacity_multiple",
-            rp.capacity_multiple,
-            "must be a whole number >= 1 (paper s' = 2): a full replay buffer is replayed whole, so its capacity "
-            "must be whole update batches of N0 rows",
-        )
-    if not isinstance(rp.frequency, int) or isinstance(rp.frequency, bool) or rp.frequency < 1:
-        bad("replay.frequency", rp.frequency, "must be an integer >= 1 (reference f_replay = 5)")
+        bad("replay.admission", rp.admission)
+    if not _finite(rp.adv_threshold) or rp.adv_threshold < 0:
+        bad("replay.adv_threshold", rp.adv_threshold)
+    if rp.capacity_multiple < 1:
+        bad("replay.capacity_multiple", rp.capacity_multiple)
+    if rp.frequency < 1:
+        bad("replay.frequency", rp.frequency)
     if uec.sample_poll_interval_s is not None and (
-        not _is_number(uec.sample_poll_interval_s) or uec.sample_poll_interval_s <= 0
+        not _finite(uec.sample_poll_interval_s) or uec.sample_poll_interval_s <= 0
     ):
-        bad("sample_poll_interval_s", uec.sample_poll_interval_s, "must be null (verl default 2 s) or seconds > 0")
-    if uec.n0 is not None and (not isinstance(uec.n0, int) or isinstance(uec.n0, bool) or uec.n0 < 1):
-        bad("n0", uec.n0, "must be null (= train_batch_size x rollout.n) or an integer >= 1")
+        bad("sample_poll_interval_s", uec.sample_poll_interval_s)
+    if uec.n0 is not None and uec.n0 < 1:
+        bad("n0", uec.n0)
 
     if config is not None and uec.enable and not problems:
         problems.extend(_validate_against_trainer(uec, config))
     return problems
+
+
+def _finite(value: float) -> bool:
+    return math.isfinite(value)
 
 
 def update_batch_rows(uec: UECConfig, config) -> int:

@@ -7,23 +7,21 @@ can never outweigh the advantage itself:
 
 With κ > 1 the bonus is at most |Â_t|/κ < |Â_t|, so a token's advantage keeps its sign: a failed sample is punished
 less at uncertain tokens, a successful one is rewarded more, and a zero advantage stays zero. The paper's values
-for GRPO are α = 0.4 and κ = 2. Which policy's entropy H_t is, and why, is discussed in docs/baselines.md.
+for GRPO, α = 0.4 and κ = 2, are set in one place, the preset uec_recipe/config/algo/entropy_adv.yaml. Which
+policy's entropy H_t is, and why, is discussed in docs/baselines.md.
 """
 
 from __future__ import annotations
 
 import torch
 
-ALPHA = 0.4  # α for GRPO (Cheng et al. 2025)
-KAPPA = 2.0  # κ (Cheng et al. 2025)
-
 
 def shaping_term(
     advantages: torch.Tensor,
     entropy: torch.Tensor,
     response_mask: torch.Tensor,
-    alpha: float = ALPHA,
-    kappa: float = KAPPA,
+    alpha: float,
+    kappa: float,
 ) -> torch.Tensor:
     """ψ_t = min(α·H_t, |Â_t|/κ) on response tokens, 0 elsewhere. Shapes (rows, response_length)."""
     if not kappa > 1:
@@ -40,8 +38,8 @@ def shape_advantages(
     advantages: torch.Tensor,
     entropy: torch.Tensor,
     response_mask: torch.Tensor,
-    alpha: float = ALPHA,
-    kappa: float = KAPPA,
+    alpha: float,
+    kappa: float,
 ) -> tuple[torch.Tensor, float]:
     """Return (Â + ψ, mean ψ over response tokens). Tokens outside the response mask keep their advantage."""
     term = shaping_term(advantages, entropy, response_mask, alpha, kappa)
@@ -54,8 +52,8 @@ def capped_fraction(
     advantages: torch.Tensor,
     entropy: torch.Tensor,
     response_mask: torch.Tensor,
-    alpha: float = ALPHA,
-    kappa: float = KAPPA,
+    alpha: float,
+    kappa: float,
 ) -> float:
     """Share of response tokens with Â ≠ 0 whose bonus is limited by the cap |Â|/κ rather than by α·H.
 
