@@ -21,8 +21,8 @@ from types import SimpleNamespace
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from uec_recipe.cpu.hf_rollout import HFGenerationServer  # noqa: E402
 from uec_lab.demo.build import build_demo, digit_sum_problem  # noqa: E402
+from uec_recipe.cpu.hf_rollout import HFGenerationServer  # noqa: E402
 
 
 def step_load(server, rng, greedy=False):

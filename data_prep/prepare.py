@@ -20,8 +20,8 @@ import os
 import sys
 from typing import Iterator
 
-from uec_recipe.data_schema import SchemaError, validate_rl_parquet
 from data_prep.sources import DATASETS, ConversionError, DatasetSpec, Drop, Problem, SourceContext, build_prompt
+from uec_recipe.data_schema import SchemaError, validate_rl_parquet
 
 ABILITY = "math"
 REWARD_STYLE = "rule"

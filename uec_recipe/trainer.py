@@ -50,7 +50,7 @@ from uec_recipe.algo.buffers import BufferedRow
 from uec_recipe.algo.config import UECConfig, load_and_validate, update_batch_rows
 from uec_recipe.algo.difficulty import sequence_accuracy, sequence_advantages
 from uec_recipe.algo.planner import ExplorationPlan, GeneratedRows, UECPlanner
-from uec_recipe.baselines import apply_entropy_advantage
+from uec_recipe.baselines import apply_entropy_advantage, entropy_adv_config
 from uec_recipe.checkpoint import (
     STATE_FILE,
     buffer_rows,
@@ -89,6 +89,7 @@ def prompt_key(batch: TensorDict, row: int) -> str:
 class UECTrainer(PPOTrainerSync):
     def __init__(self, config):
         self.uec: UECConfig = load_and_validate(config)
+        self.entropy_adv = entropy_adv_config(config)  # parsed once; the values the shaping uses
         # Any trainer mode other than "sync" switches verl's base class to asynchronous semantics, and "sync" is
         # taken; so the UEC trainer registers as "uec" and runs as "sync" (docs/design.md, "Trainer").
         with open_dict(config):
@@ -246,8 +247,8 @@ class UECTrainer(PPOTrainerSync):
     def _compute_advantage(self, batch, metrics):
         # Entropy-Adv (algo=entropy_adv): verl's advantages, then the entropy bonus (uec_recipe/baselines.py)
         batch = super()._compute_advantage(batch, metrics)
-        if self.config.algorithm.get("entropy_adv", {}).get("enable", False):
-            batch = apply_entropy_advantage(batch, self.config.algorithm, metrics)
+        if self.entropy_adv.enable:
+            batch = apply_entropy_advantage(batch, self.entropy_adv, metrics)
         return batch
 
     def _val_metrics_update(

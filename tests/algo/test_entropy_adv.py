@@ -39,16 +39,16 @@ def test_sign_never_flips_and_bonus_is_capped():
         assert (bonus >= 0).all()
         assert (bonus <= adv.abs() / kappa + 1e-6).all()
     # with this much entropy every token with A != 0 sits at the cap
-    assert capped_fraction(adv, entropy, mask) == 1.0
+    assert capped_fraction(adv, entropy, mask, alpha=0.4, kappa=2.0) == 1.0
 
 
 def test_zero_entropy_leaves_advantages_unchanged():
     adv = torch.tensor([[2.0, -0.3, 0.0, 1.1]])
-    shaped, mean_term = shape_advantages(adv, torch.zeros_like(adv), torch.ones_like(adv))
+    shaped, mean_term = shape_advantages(adv, torch.zeros_like(adv), torch.ones_like(adv), alpha=0.4, kappa=2.0)
     assert torch.equal(shaped, adv)
     assert mean_term == 0.0
     # float noise below zero must not push the bonus negative
-    shaped, _ = shape_advantages(adv, torch.full_like(adv, -1e-7), torch.ones_like(adv))
+    shaped, _ = shape_advantages(adv, torch.full_like(adv, -1e-7), torch.ones_like(adv), alpha=0.4, kappa=2.0)
     assert torch.equal(shaped, adv)
 
 
@@ -60,12 +60,12 @@ def test_masked_tokens_untouched_and_excluded_from_the_mean():
     assert torch.equal(shaped[:, 2], adv[:, 2])
     assert torch.allclose(shaped[:, :2], torch.tensor([[1.4, 1.4], [-1.6, -1.6]]))
     assert mean_term == pytest.approx(0.4)
-    assert shape_advantages(adv, entropy, torch.zeros_like(mask))[1] == 0.0
+    assert shape_advantages(adv, entropy, torch.zeros_like(mask), alpha=0.4, kappa=2.0)[1] == 0.0
 
 
 def test_entropy_is_detached():
     entropy = ENT.clone().requires_grad_(True)
-    shaped, _ = shape_advantages(ADV, entropy, MASK)
+    shaped, _ = shape_advantages(ADV, entropy, MASK, alpha=0.4, kappa=2.0)
     assert not shaped.requires_grad
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from data_prep import prepare
 from data_prep.prepare import main
-from uec_recipe.data_schema import validate_rl_parquet
 from data_prep.sources import DATASETS, MULTIPLE_CHOICE_SUFFIX, THINK_BOXED_SUFFIX
+from uec_recipe.data_schema import validate_rl_parquet
 from uec_recipe.reward import compute_score
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))

@@ -12,8 +12,8 @@ import math
 import pytest
 import torch
 
-from uec_recipe.checkpoint import STATE_FILE, iter_buffer_shards, read_state
 from uec_lab.smoke import check
+from uec_recipe.checkpoint import STATE_FILE, iter_buffer_shards, read_state
 
 pytestmark = pytest.mark.e2e
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from uec_lab.demo.ladder import BANDS, HARD, MEDIUM, Ladder, band_table
+from uec_lab.study.plan import CORE, METHODS, machine_description
+from uec_lab.summary import read_metrics
 from uec_recipe.eval import curves as curves_module
 from uec_recipe.eval import tables as tables_module
 from uec_recipe.eval.stats import Estimate, difference, mean_ci, paired_difference
-from uec_lab.study.plan import CORE, METHODS, machine_description
-from uec_lab.summary import read_metrics
 
 BASE_LABEL = "Base (warm start)"
 REFERENCE = "GRPO"
@@ -305,7 +305,7 @@ def write_report(out: Path, command_line: str = "") -> Path:
     curves_module.plot_curves(main_curves, main_metrics, figures / "main_curves.png", columns=2, smooth=5)
 
     ladder = Ladder.from_json(json.loads(Path(study["demo"]["report"]).read_text())["ladder"])
-    effective = dict(o.split("=", 1) for o in study["overrides"] if "=" in o)  # the last value of a key wins
+    effective = dict(o.split("=", 1) for o in study.get("settings", study["overrides"]) if "=" in o)  # last value wins
     quoted = [
         f"{key}={value}"
         for key, value in effective.items()
@@ -325,8 +325,8 @@ def write_report(out: Path, command_line: str = "") -> Path:
         "",
         "## Settings",
         "",
-        "Every run is the real verl trainer with the CPU and demo overrides of `run_scripts/` and the study's "
-        "(`run_scripts/study_overrides.sh`); the method presets are `uec_recipe/config/algo/*.yaml`. The effective "
+        "Every run is the real verl trainer with the config groups `platform=cpu task=digit_sum setting=study` "
+        "(`uec_recipe/config/`); the method presets are `uec_recipe/config/algo/*.yaml`. The effective "
         "values of the settings that matter here (batch, lengths and learning rate are demo-sized; the paper's, "
         "arXiv 2604.14646 §3, are in `uec_recipe/config/uec_trainer.yaml`):",
         "",
