@@ -6,8 +6,8 @@ By default the source is read from the hub with ``datasets.load_dataset(<source 
 same files from disk instead (a parquet or jsonl file, a folder of them as the hub repository lays them out, or a
 folder written by ``Dataset.save_to_disk``) for clusters without internet. The output is ``DIR/NAME.parquet``
 (``DIR/NAME.SPLIT.parquet`` when ``--split`` picks a non-default split), written to a temporary file beside it,
-validated with ``uec_recipe.data_schema.validate_rl_parquet`` and only then renamed into place, so an interrupted or failed
-run never leaves a half-written parquet. Exit codes: 0 written, 1 the data could not be converted faithfully,
+validated with ``uec_recipe.data_schema.validate_rl_parquet`` and only then renamed into place, so an interrupted or
+failed run never leaves a half-written parquet. Exit codes: 0 written, 1 the data could not be converted faithfully,
 2 bad command line (unknown NAME, missing --local-dir, output exists without --overwrite).
 """
 
