@@ -26,7 +26,14 @@ from uec_recipe.main_uec import DRY_RUN_HEADER, dry_run_config
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ["uec", "uec_plus", "grpo", "dapo", "kl_cov", "entropy_adv"]
 # variables the scripts forward to the Ray workers: cleared from the test's environment unless a test sets them
-FORWARDED_UNLESS_GIVEN = ["VERL_FILE_LOGGER_PATH", "TENSORBOARD_DIR", "UEC_AGENT_REQUEST_LOG", "WANDB_MODE", "LOGGER"]
+FORWARDED_UNLESS_GIVEN = [
+    "VERL_FILE_LOGGER_PATH",
+    "TENSORBOARD_DIR",
+    "UEC_AGENT_REQUEST_LOG",
+    "UEC_SERVER_LOG",
+    "WANDB_MODE",
+    "LOGGER",
+]
 # knobs of the launcher: cleared too, so that the machine running the tests cannot change what is composed
 KNOBS = ["NNODES", "GPUS_PER_NODE", "TP", "PROJECT", "TOTAL_EPOCHS", "SAVE_FREQ", "TEST_FREQ", "MAX_CKPT_TO_KEEP"]
 KNOBS += ["MODEL_PATH", "EXPERIMENT", "CKPT_DIR", "ATTN", "ROLLOUT", "RAY_ADDRESS", "PRINT_COMMAND"]
@@ -483,13 +490,16 @@ def test_smoke_composes_a_text_and_a_vlm_run(tmp_path):
         assert (uec["exploration"]["n"], uec["exploration"]["temperature"]) == (8, 1.2)
         assert uec["n0"] == 8 and (uec["replay"]["frequency"], uec["replay"]["adv_threshold"]) == (1, 0)
         assert uec["retention"]["drop_overlong_positive"] == "none"
-        assert (trainer["total_training_steps"], trainer["save_freq"], trainer["test_freq"]) == (steps, steps, -1)
+        # the text run validates after its last step (T = 0.5 and the recipe's validation hook); the VLM run does not
+        test_freq = steps if label == "text" else -1
+        assert (trainer["total_training_steps"], trainer["save_freq"], trainer["test_freq"]) == (steps, steps, test_freq)
         assert trainer["default_local_dir"] == f"{tmp_path}/{label}/checkpoints"
         assert trainer["logger"] == ["console", "file"]  # the checks read the file logger, whatever LOGGER says
         assert config["reward"]["custom_reward_function"]["path"] == "pkg://uec_lab.smoke.reward"
         assert runtime_env_vars(config) == {
             "VERL_FILE_LOGGER_PATH": f"{tmp_path}/{label}/metrics.jsonl",
             "UEC_AGENT_REQUEST_LOG": f"{tmp_path}/{label}/requests.jsonl",
+            "UEC_SERVER_LOG": f"{tmp_path}/{label}/server",
         }
         # the paper runs' engine settings are what the smoke exercises
         assert arr["model"]["use_remove_padding"] is True and arr["actor"]["use_dynamic_bsz"] is True

@@ -80,7 +80,7 @@ SHARED_DATA_FILES=()
 # (ray_kwargs.ray_init.runtime_env.env_vars): it reaches every actor of the run whether the launcher starts a
 # local Ray, joins one started with `ray start`, or is a `ray job` entrypoint. verl's FileLogger and tensorboard
 # writer run in the task runner, the request log in the agent-loop workers (uec_recipe/rollout/agent_loop.py).
-FORWARDED_ENV=(VERL_FILE_LOGGER_PATH TENSORBOARD_DIR UEC_AGENT_REQUEST_LOG WANDB_MODE WANDB_ENTITY)
+FORWARDED_ENV=(VERL_FILE_LOGGER_PATH TENSORBOARD_DIR UEC_AGENT_REQUEST_LOG UEC_SERVER_LOG WANDB_MODE WANDB_ENTITY)
 
 # run_logging RUN_DIR: point the file and tensorboard loggers into the run's folder (unless set by the user).
 run_logging() {
@@ -97,7 +97,7 @@ env_overrides() {
     value="${!name:-}"
     [ -n "$value" ] || continue
     case "$name" in  # paths are read in the workers' working directories: make them absolute
-      VERL_FILE_LOGGER_PATH | TENSORBOARD_DIR | UEC_AGENT_REQUEST_LOG)
+      VERL_FILE_LOGGER_PATH | TENSORBOARD_DIR | UEC_AGENT_REQUEST_LOG | UEC_SERVER_LOG)
         value="$(realpath -m -- "$value")"
         export "$name=$value" ;;
     esac
