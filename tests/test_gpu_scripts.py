@@ -491,8 +491,8 @@ def test_smoke_composes_a_text_and_a_vlm_run(tmp_path):
         assert uec["n0"] == 8 and (uec["replay"]["frequency"], uec["replay"]["adv_threshold"]) == (1, 0)
         assert uec["retention"]["drop_overlong_positive"] == "none"
         # the text run validates after its last step (T = 0.5 and the recipe's validation hook); the VLM run does not
-        test_freq = steps if label == "text" else -1
-        assert (trainer["total_training_steps"], trainer["save_freq"], trainer["test_freq"]) == (steps, steps, test_freq)
+        cadence = (trainer["total_training_steps"], trainer["save_freq"], trainer["test_freq"])
+        assert cadence == (steps, steps, steps if label == "text" else -1)
         assert trainer["default_local_dir"] == f"{tmp_path}/{label}/checkpoints"
         assert trainer["logger"] == ["console", "file"]  # the checks read the file logger, whatever LOGGER says
         assert config["reward"]["custom_reward_function"]["path"] == "pkg://uec_lab.smoke.reward"
