@@ -1,0 +1,79 @@
+"""The bound on the trainer's wait for rollouts (uec_recipe/liveness.py): dead actors are found, busy ones are not
+taken for dead, and the check runs between the sampler's polls at most every so often."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from uec_recipe.liveness import RolloutActorDied, check_alive, find_dead, watch_rollout_actors
+
+
+class FakeSampler:
+    """verl's ReplayBuffer as the watch sees it: a wait between polls that returns the debug timestamp."""
+
+    def __init__(self):
+        self.waits = 0
+
+    def _wait_for_next_poll(self, partition_id, last_debug_time):
+        self.waits += 1
+        return last_debug_time + 1
+
+
+def test_the_check_runs_between_polls_at_most_every_so_often_and_raises_through_the_wait():
+    sampler, now, checks = FakeSampler(), [0.0], []
+
+    def check(actors, timeout_s, when):
+        checks.append((now[0], list(actors), when))
+        if now[0] >= 30:
+            raise RolloutActorDied("dead")
+
+    watch_rollout_actors(sampler, lambda: [("agent-loop worker", "w0")], every_s=10, clock=lambda: now[0], check=check)
+    watch_rollout_actors(sampler, lambda: [], every_s=1, clock=lambda: now[0], check=check)  # a second install: no-op
+    for second in range(0, 30, 2):
+        now[0] = float(second)
+        assert sampler._wait_for_next_poll("train", 5.0) == 6.0  # verl's own wait still runs and returns
+    assert [c[0] for c in checks] == [10.0, 20.0]
+    assert checks[0][1] == [("agent-loop worker", "w0")] and "'train' rollouts" in checks[0][2]
+    now[0] = 30.0
+    with pytest.raises(RolloutActorDied):
+        sampler._wait_for_next_poll("train", 0.0)
+    assert sampler.waits == 16
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_a_killed_actor_is_named_and_a_busy_one_is_not_taken_for_dead(ray_local):
+    ray = ray_local
+
+    @ray.remote
+    class Busy:
+        def block(self, seconds):
+            time.sleep(seconds)
+
+    @ray.remote
+    class Worker:
+        def ping(self):
+            return 1
+
+    busy, worker = Busy.remote(), Worker.remote()
+    ray.get(worker.ping.remote())
+    busy.block.remote(30)  # a threaded actor of one thread: the ping waits behind this call
+    actors = [("rollout server", busy), ("agent-loop worker", worker)]
+    started = time.monotonic()
+    assert find_dead(actors, timeout_s=1.0) is None
+    assert time.monotonic() - started < 10
+    ray.kill(worker, no_restart=True)
+    with pytest.raises(RolloutActorDied) as caught:
+        check_alive(actors, timeout_s=1.0, when=" while the trainer waited for 'train' rollouts")
+    message = str(caught.value)
+    assert f"agent-loop worker Worker (actor {worker._actor_id.hex()}) died while the trainer waited" in message
+    assert "trainer.resume_mode=auto" in message
