@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from uec_recipe.checkpoint import STATE_VERSION, read_state, write_atomically
@@ -237,3 +238,32 @@ def test_a_write_that_does_not_fit_fails_loudly_and_keeps_the_previous_state(tmp
     assert int(code) == errno.EFBIG and "File too large" in message and str(target) in message
     assert [p.name for p in tmp_path.iterdir()] == ["uec_state.pt"]  # no temporary file left behind
     assert read_state(target)["global_steps"] == 2
+
+
+def test_the_state_a_run_would_resume_is_checked_before_ray_starts(tmp_path):
+    from omegaconf import OmegaConf
+
+    from uec_recipe.checkpoint import check_resume_state, resume_folder
+
+    save_state(tmp_path / "global_step_2")
+    folder = save_state(tmp_path / "global_step_4")
+    (tmp_path / "latest_checkpointed_iteration.txt").write_text("4")
+
+    def config(**trainer):
+        return OmegaConf.create({"trainer": {"default_local_dir": str(tmp_path), **trainer}, "uec": {"enable": True}})
+
+    assert resume_folder(config(resume_mode="disable").trainer) is None
+    assert resume_folder(config(resume_mode="auto").trainer) == folder
+    assert check_resume_state(config(resume_mode="auto")) == folder
+    previous = config(resume_mode="resume_path", resume_from_path=str(tmp_path / "global_step_2"))
+    assert check_resume_state(previous) == tmp_path / "global_step_2"
+    # a fresh directory: nothing to resume
+    assert check_resume_state(OmegaConf.create({"trainer": {"default_local_dir": str(tmp_path / "new")}})) is None
+
+    shard = folder / "uec_state.batch_buffer.0000.pt"
+    shard.write_bytes(shard.read_bytes()[:-10])
+    from uec_recipe.checkpoint import CorruptStateError
+
+    with pytest.raises(CorruptStateError, match="uec_state.batch_buffer.0000.pt has"):
+        check_resume_state(config(resume_mode="auto"))
+    assert check_resume_state(previous) == tmp_path / "global_step_2"  # the advice given works

@@ -51,6 +51,7 @@ def ray_local():
     ray.shutdown()
 
 
+@pytest.mark.faults  # a local Ray instance takes ~20 s to start on a busy 2-core machine
 def test_a_killed_actor_is_named_and_a_busy_one_is_not_taken_for_dead(ray_local):
     ray = ray_local
 

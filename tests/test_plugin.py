@@ -89,14 +89,14 @@ def test_without_cpu_backend_the_platform_is_left_alone():
 
 # ---- isolation: a UEC-RL module that fails to import must not break verl ----------------------------------------
 
-# Runs before `import verl`: makes the module named in argv[1] raise an ImportError when imported, as a missing
-# optional dependency or a version skew inside it would.
+# Runs before `import verl`: makes the modules named in argv[1] (comma-separated) raise an ImportError when
+# imported, as a missing optional dependency or a version skew inside them would.
 BREAK_MODULE = r"""
 import importlib.abc, importlib.machinery, sys
 
 class Broken(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, name, path, target=None):
-        return importlib.machinery.ModuleSpec(name, self) if name == sys.argv[1] else None
+        return importlib.machinery.ModuleSpec(name, self) if name in sys.argv[1].split(",") else None
     def create_module(self, spec):
         return None
     def exec_module(self, module):
@@ -177,27 +177,23 @@ def test_a_failing_trainer_module_leaves_verl_working_and_uec_mode_fails_with_th
     assert "uec_missing_dependency" not in seen["agent_loop"]["message"]
 
 
-def test_a_failing_estimator_module_fails_only_adv_estimator_uec():
-    seen, stderr = run_isolation_probe("uec_recipe.algo.estimators")
-    assert any("advantage estimator uec" in w and "verl.trainer.ppo.core_algos" in w for w in uec_warnings(stderr))
-    assert "advantage estimator uec" in seen["failures"] and seen["finder_in_meta_path"] is False
+def test_failing_estimator_and_agent_loop_modules_fail_their_own_settings_with_the_cause():
+    seen, stderr = run_isolation_probe("uec_recipe.algo.estimators,uec_recipe.rollout.agent_loop")
+    # one warning per failed registration (the trainer imports both modules, so it fails too)
+    warnings = uec_warnings(stderr)
+    assert seen["failures"] == ["advantage estimator uec", "agent loop uec_agent", "trainer mode uec"]
+    assert len(warnings) == 3 and seen["finder_in_meta_path"] is False
+    assert any("advantage estimator uec" in w and "verl.trainer.ppo.core_algos" in w for w in warnings)
+    assert any("agent loop uec_agent" in w and "verl.experimental.agent_loop.agent_loop" in w for w in warnings)
     error = seen["estimator"]
     assert error["type"] == "UECUnavailableError"
     assert "algorithm.adv_estimator=uec" in error["message"] and "uec_missing_dependency" in error["message"]
     assert "uec_missing_dependency" in error["cause"]
-    assert seen["grpo_estimator"] == "compute_grpo_outcome_advantage"
-
-
-def test_a_failing_agent_loop_module_fails_uec_agent_with_the_cause():
-    seen, stderr = run_isolation_probe("uec_recipe.rollout.agent_loop")
-    assert any(
-        "agent loop uec_agent" in w and "verl.experimental.agent_loop.agent_loop" in w for w in uec_warnings(stderr)
-    )
-    assert "agent loop uec_agent" in seen["failures"] and seen["finder_in_meta_path"] is False
-    # hydra wraps what the target raises; the message still names the setting and the cause
+    # hydra wraps what the agent loop's target raises; the message still names the setting and the cause
     message = seen["agent_loop"]["message"]
     assert "default_agent_loop=uec_agent" in message and "uec_missing_dependency" in message
     assert seen["grpo_trainer"] == "PPOTrainerSync"
+    assert seen["grpo_estimator"] == "compute_grpo_outcome_advantage"
 
 
 # Fakes the vLLM server module (vllm is not installed here) and the server-log module the hook installs, so the test
@@ -245,15 +241,15 @@ def run_server_log_probe(mode: str, **env) -> tuple[dict, str]:
     return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
 
 
-def test_server_log_is_installed_after_the_vllm_server_imports_only_when_asked():
+def test_server_log_is_installed_after_the_vllm_server_imports_when_asked():
     seen, _ = run_server_log_probe("works", UEC_SERVER_LOG="/tmp/server.jsonl")
     assert seen == {"installed": ["verl.workers.rollout.vllm_rollout.vllm_async_server"], "failures": []}
-    seen, _ = run_server_log_probe("works")
-    assert seen == {"installed": [], "failures": []}
 
 
-def test_a_missing_server_log_module_only_warns():
+def test_a_missing_server_log_module_only_warns_and_without_the_variable_nothing_is_installed():
     seen, stderr = run_server_log_probe("fails", UEC_SERVER_LOG="/tmp/server.jsonl")
     assert seen == {"installed": [], "failures": ["vLLM server log"]}  # and the server module imported
     (warning,) = uec_warnings(stderr)
     assert "vllm_async_server" in warning and "uec_recipe.rollout.server_log" in warning
+    seen, stderr = run_server_log_probe("fails")  # UEC_SERVER_LOG unset: the hook is not even attached
+    assert seen == {"installed": [], "failures": []} and not uec_warnings(stderr)

@@ -346,3 +346,38 @@ def buffered_images(folder: str | os.PathLike, state: dict) -> dict | None:
 def pending_exploration(state: dict):
     plain = state.get("pending_exploration")
     return None if plain is None else tensordict_from_plain(plain)
+
+
+def resume_folder(trainer_config) -> Path | None:
+    """The ``global_step_N`` folder verl will resume from (its ``_load_checkpoint`` rules), or None for a fresh start.
+
+    ``trainer_config`` is the ``trainer`` section: ``resume_mode`` disable / auto (the folder named by
+    ``default_local_dir/latest_checkpointed_iteration.txt``) / resume_path (``resume_from_path``).
+    """
+    mode = trainer_config.get("resume_mode", "auto")
+    if mode == "resume_path":
+        path = trainer_config.get("resume_from_path")
+        return Path(os.path.abspath(path)) if isinstance(path, str) and "global_step_" in path else None
+    if mode != "auto" or not trainer_config.get("default_local_dir"):
+        return None
+    root = Path(os.path.abspath(trainer_config.default_local_dir))
+    tracker = root / "latest_checkpointed_iteration.txt"
+    try:
+        folder = root / f"global_step_{int(tracker.read_text().strip())}"
+    except (OSError, ValueError):
+        return None  # verl starts from scratch then (or reports the tracker itself)
+    return folder if folder.is_dir() else None
+
+
+def check_resume_state(config) -> Path | None:
+    """Read and verify the UEC state a run would resume, before Ray starts; returns its folder (None: nothing to
+    resume, or a checkpoint without UEC state, which the trainer reports itself). A damaged state raises
+    ``CorruptStateError`` naming the file and the checkpoint to resume instead, in seconds rather than after the
+    workers have started. ``config`` is the whole run configuration."""
+    uec = config.get("uec")
+    if uec is not None and not uec.get("enable", True):
+        return None
+    folder = resume_folder(config.trainer)
+    if folder is None or read_state(folder / STATE_FILE) is None:
+        return None
+    return folder
