@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from uec_recipe.liveness import RolloutActorDied, check_alive, find_dead, watch_rollout_actors
+from uec_recipe.liveness import RolloutActorDied, died_error, find_dead, watch_rollout_actors
 
 
 class FakeSampler:
@@ -21,23 +21,29 @@ class FakeSampler:
         return last_debug_time + 1
 
 
+class FakePinger:
+    """Records each round of pings; reports the actor dead from a given time on."""
+
+    def __init__(self, now, dead_from):
+        self.now, self.dead_from, self.rounds = now, dead_from, []
+
+    def poll(self, actors):
+        self.rounds.append((self.now[0], list(actors)))
+        return ("agent-loop worker", "w0", "ActorDiedError: gone") if self.now[0] >= self.dead_from else None
+
+
 def test_the_check_runs_between_polls_at_most_every_so_often_and_raises_through_the_wait():
-    sampler, now, checks = FakeSampler(), [0.0], []
-
-    def check(actors, timeout_s, when):
-        checks.append((now[0], list(actors), when))
-        if now[0] >= 30:
-            raise RolloutActorDied("dead")
-
-    watch_rollout_actors(sampler, lambda: [("agent-loop worker", "w0")], every_s=10, clock=lambda: now[0], check=check)
-    watch_rollout_actors(sampler, lambda: [], every_s=1, clock=lambda: now[0], check=check)  # a second install: no-op
+    sampler, now = FakeSampler(), [0.0]
+    pinger = FakePinger(now, dead_from=30)
+    actors = lambda: [("agent-loop worker", "w0")]  # noqa: E731
+    watch_rollout_actors(sampler, actors, every_s=10, clock=lambda: now[0], pinger=pinger)
+    watch_rollout_actors(sampler, lambda: [], every_s=1, clock=lambda: now[0], pinger=pinger)  # again: a no-op
     for second in range(0, 30, 2):
         now[0] = float(second)
         assert sampler._wait_for_next_poll("train", 5.0) == 6.0  # verl's own wait still runs and returns
-    assert [c[0] for c in checks] == [10.0, 20.0]
-    assert checks[0][1] == [("agent-loop worker", "w0")] and "'train' rollouts" in checks[0][2]
+    assert pinger.rounds == [(10.0, [("agent-loop worker", "w0")]), (20.0, [("agent-loop worker", "w0")])]
     now[0] = 30.0
-    with pytest.raises(RolloutActorDied):
+    with pytest.raises(RolloutActorDied, match="the agent-loop worker .* died while the trainer waited for 'train'"):
         sampler._wait_for_next_poll("train", 0.0)
     assert sampler.waits == 16
 
@@ -73,8 +79,8 @@ def test_a_killed_actor_is_named_and_a_busy_one_is_not_taken_for_dead(ray_local)
     assert find_dead(actors, timeout_s=1.0) is None
     assert time.monotonic() - started < 10
     ray.kill(worker, no_restart=True)
-    with pytest.raises(RolloutActorDied) as caught:
-        check_alive(actors, timeout_s=1.0, when=" while the trainer waited for 'train' rollouts")
-    message = str(caught.value)
+    dead = find_dead(actors, timeout_s=5.0)
+    assert dead is not None and dead[1] is worker
+    message = str(died_error(dead, when=" while the trainer waited for 'train' rollouts"))
     assert f"agent-loop worker Worker (actor {worker._actor_id.hex()}) died while the trainer waited" in message
     assert "trainer.resume_mode=auto" in message

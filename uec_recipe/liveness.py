@@ -6,11 +6,11 @@ groups are finished. A worker killed in between (the OOM killer, a lost node, a 
 leaves its prompts "running" for ever, and the poll has no timeout: the run hangs, logging
 ``pending: 0, running: 8, finished: 0`` every minute. Ray knows the actor is dead, but nothing asks it.
 
-``watch_rollout_actors`` wraps the sampler's wait between polls: at most every ``every_s`` seconds of waiting it
-pings the agent-loop workers and rollout servers (Ray's built-in ``__ray_ready__``) and raises
-``RolloutActorDied`` naming the first dead one. A live but busy actor (an inference engine generating) may not
-answer within ``ping_timeout_s``; that counts as alive, so the check never stops a slow run. The trainer
-installs it once its agent-loop manager exists.
+``watch_rollout_actors`` wraps the sampler's wait between polls: every ``every_s`` seconds of waiting it sends each
+agent-loop worker and rollout server a ping (Ray's built-in ``__ray_ready__``) and reads, without blocking, the
+answers to the previous round; a ping that failed because its actor died raises ``RolloutActorDied`` naming it.
+A live but busy actor simply answers later, so the check never slows or stops a run, and a dead one is reported
+within two rounds of its death. The trainer installs it once its agent-loop manager exists.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-# Seconds of waiting between two liveness checks, and how long one check waits for answers. A check costs one
-# trivial actor call per worker and server, and runs only while the trainer is waiting anyway.
-CHECK_EVERY_S = 10.0
-PING_TIMEOUT_S = 5.0
+# Seconds of waiting between two rounds of pings. A round costs one trivial actor call per worker and server and
+# runs only while the trainer waits anyway; a death is reported 5-10 s after the trainer starts waiting on it.
+CHECK_EVERY_S = 5.0
 
 
 class RolloutActorDied(RuntimeError):
@@ -45,34 +44,45 @@ def rollout_actors(agent_loop_manager, llm_server_manager=None) -> list[tuple[st
     return actors
 
 
-def find_dead(
-    actors: Iterable[tuple[str, object]], timeout_s: float = PING_TIMEOUT_S
-) -> tuple[str, object, str] | None:
-    """(role, handle, Ray's error) of the first actor that is dead, or None. Unanswered pings count as alive."""
-    import ray
-    from ray.exceptions import RayActorError
+class ActorPinger:
+    """Pings actors and reads the answers later, so a busy actor never blocks the caller."""
 
-    actors = list(actors)
-    if not actors:
+    def __init__(self):
+        self.outstanding: dict = {}  # ping ref -> (role, handle)
+
+    def poll(self, actors: Iterable[tuple[str, object]], wait_s: float = 0.0) -> tuple[str, object, str] | None:
+        """Read the answers that have arrived (waiting up to ``wait_s`` for all of them), then ping every actor
+        that has no ping outstanding. Returns (role, handle, Ray's error) of a dead actor, or None."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        if self.outstanding:
+            answered, _ = ray.wait(list(self.outstanding), num_returns=len(self.outstanding), timeout=wait_s)
+            for ref in answered:
+                role, handle = self.outstanding.pop(ref)
+                try:
+                    ray.get(ref)
+                except RayActorError as error:
+                    return role, handle, str(error).strip().splitlines()[0]
+        pinged = {id(handle) for _, handle in self.outstanding.values()}
+        for role, handle in actors:
+            if id(handle) not in pinged:
+                self.outstanding[handle.__ray_ready__.remote()] = (role, handle)
         return None
-    pings = {handle.__ray_ready__.remote(): (role, handle) for role, handle in actors}
-    answered, _ = ray.wait(list(pings), num_returns=len(pings), timeout=timeout_s)
-    for ref in answered:
-        try:
-            ray.get(ref)
-        except RayActorError as error:
-            role, handle = pings[ref]
-            return role, handle, str(error).strip().splitlines()[0]
-    return None
 
 
-def check_alive(actors: Iterable[tuple[str, object]], timeout_s: float = PING_TIMEOUT_S, when: str = "") -> None:
-    """Raise ``RolloutActorDied`` naming the first dead actor."""
-    dead = find_dead(actors, timeout_s)
-    if dead is None:
-        return
+def find_dead(actors: Iterable[tuple[str, object]], timeout_s: float = 5.0) -> tuple[str, object, str] | None:
+    """(role, handle, Ray's error) of the first dead actor among ``actors``, waiting up to ``timeout_s`` for their
+    answers; None if none is dead (an actor that has not answered by then counts as alive)."""
+    pinger = ActorPinger()
+    actors = list(actors)
+    pinger.poll(actors)
+    return pinger.poll(actors, wait_s=timeout_s)
+
+
+def died_error(dead: tuple[str, object, str], when: str = "") -> RolloutActorDied:
     role, handle, error = dead
-    raise RolloutActorDied(
+    return RolloutActorDied(
         f"uec-rl: the {role} {actor_label(handle)} died{when}, so the rollouts it held will never finish; stopping "
         f"instead of waiting for ever. Ray says: {error}. Resume from the last checkpoint (trainer.resume_mode=auto "
         "with the same trainer.default_local_dir); if the process was killed for memory, lower the rollout's "
@@ -84,11 +94,11 @@ def watch_rollout_actors(
     replay_buffer,
     actors: Callable[[], Iterable[tuple[str, object]]],
     every_s: float = CHECK_EVERY_S,
-    timeout_s: float = PING_TIMEOUT_S,
     clock: Callable[[], float] = time.monotonic,
-    check: Callable[..., None] = check_alive,
+    pinger: ActorPinger | None = None,
 ) -> None:
-    """Make ``replay_buffer``'s wait between polls check ``actors()`` at most every ``every_s`` seconds of waiting.
+    """Make ``replay_buffer``'s wait between polls ping ``actors()`` every ``every_s`` seconds of waiting and raise
+    ``RolloutActorDied`` once one of them is dead.
 
     Wraps the instance's ``_wait_for_next_poll`` (verl's ReplayBuffer and ReplayBufferAsync both wait there);
     installing twice is a no-op.
@@ -96,6 +106,7 @@ def watch_rollout_actors(
     wait = replay_buffer._wait_for_next_poll
     if getattr(wait, "_uec_watched", False):
         return
+    pinger = pinger or ActorPinger()
     last_check = [clock()]
 
     def wait_then_check(partition_id, last_debug_time):
@@ -103,7 +114,9 @@ def watch_rollout_actors(
         now = clock()
         if now - last_check[0] >= every_s:
             last_check[0] = now
-            check(actors(), timeout_s, when=f" while the trainer waited for {partition_id!r} rollouts")
+            dead = pinger.poll(actors())
+            if dead is not None:
+                raise died_error(dead, when=f" while the trainer waited for {partition_id!r} rollouts")
         return result
 
     wait_then_check._uec_watched = True
