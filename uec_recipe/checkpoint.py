@@ -235,11 +235,8 @@ def what_to_do(folder: str | os.PathLike) -> str:
         match = _STEP_FOLDER.search(folder.name)
         root = folder.parent if match else folder
         target = f"{root}/global_step_M (an earlier checkpoint; none with a UEC state was found beside this one)"
-    return (
-        f"resume from the previous checkpoint: trainer.resume_mode=resume_path trainer.resume_from_path={target} "
-        f"(or move {folder.name} aside; deleting only its uec_state* files would resume with empty buffers, which "
-        "trains a different algorithm for several steps)"
-    )
+    settings = f"trainer.resume_mode=resume_path trainer.resume_from_path={target}"
+    return f"To go on, resume from the previous checkpoint: {settings}"
 
 
 def _corrupt(path: Path, problem: str, folder: Path) -> CorruptStateError:

@@ -1,8 +1,9 @@
 """Faults a cluster run meets, with the real CPU trainer: each ends in a clear message, and the run resumes from
 its last good checkpoint with its buffers (docs/faults.md says what a user sees and does for each).
 
-* a corrupted UEC state: resume refuses it by name, before any training (default suite: it reuses uec_run's
-  checkpoints and stops at resume, before Ray starts once main_uec checks the state to resume);
+* a corrupted UEC state: resume refuses it by name, before any training (it reuses uec_run's checkpoints; marker
+  ``faults`` while the refusal comes from the trainer, about 80 s after start-up; seconds once the entry point calls
+  ``check_resume_state`` before Ray starts);
 * a full disk during a checkpoint save, on a real size-limited tmpfs, then a rerun that resumes (marker ``faults``);
 * an agent-loop worker killed mid-step: the run exits non-zero within a bounded time, naming the dead actor
   (marker ``faults``).
@@ -105,9 +106,10 @@ def uec_state_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.name.startswith("uec_state."))
 
 
-# ---- a corrupted UEC state (default suite: one short run that stops at resume) ----------------------------------
+# ---- a corrupted UEC state (one run that stops at resume) --------------------------------------------------------
 
 
+@pytest.mark.faults
 def test_a_corrupted_buffer_shard_is_refused_by_name_before_any_training(uec_run, uec_run_settings, tmp_path):
     _, _, first_out = uec_run
     root = copy_checkpoints(first_out, tmp_path)
