@@ -11,10 +11,16 @@ from uec_recipe.liveness import RolloutActorDied, died_error, find_dead, watch_r
 
 
 class FakeSampler:
-    """verl's ReplayBuffer as the watch sees it: a wait between polls that returns the debug timestamp."""
+    """verl's ReplayBuffer as the watch sees it: a wait between polls that returns the debug timestamp, and a
+    ``sample`` that fails as verl's does when every group of the step failed."""
 
     def __init__(self):
         self.waits = 0
+
+    def sample(self, global_steps, partition_id, batch_size):
+        if global_steps == 3:
+            raise RuntimeError("Sync replay buffer selected terminal groups with no materializable trajectories.")
+        return "batch", {}
 
     def _wait_for_next_poll(self, partition_id, last_debug_time):
         self.waits += 1
@@ -46,6 +52,18 @@ def test_the_check_runs_between_polls_at_most_every_so_often_and_raises_through_
     with pytest.raises(RolloutActorDied, match="the agent-loop worker .* died while the trainer waited for 'train'"):
         sampler._wait_for_next_poll("train", 0.0)
     assert sampler.waits == 16
+
+
+def test_a_failed_sample_names_a_dead_actor_and_keeps_other_errors_as_they_are():
+    sampler, dead = FakeSampler(), [None]
+    watch_rollout_actors(sampler, lambda: [("rollout server", "s0")], find=lambda actors: dead[0])
+    assert sampler.sample(global_steps=2, partition_id="train", batch_size=8) == ("batch", {})
+    with pytest.raises(RuntimeError, match="no materializable trajectories"):  # nothing died: verl's error as is
+        sampler.sample(global_steps=3, partition_id="train", batch_size=8)
+    dead[0] = ("rollout server", "s0", "ActorDiedError: The actor died unexpectedly")
+    with pytest.raises(RolloutActorDied, match="the rollout server .* died during the rollout") as caught:
+        sampler.sample(global_steps=3, partition_id="train", batch_size=8)
+    assert "no materializable trajectories" in str(caught.value.__cause__)
 
 
 @pytest.fixture(scope="module")

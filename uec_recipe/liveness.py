@@ -10,7 +10,9 @@ leaves its prompts "running" for ever, and the poll has no timeout: the run hang
 agent-loop worker and rollout server a ping (Ray's built-in ``__ray_ready__``) and reads, without blocking, the
 answers to the previous round; a ping that failed because its actor died raises ``RolloutActorDied`` naming it.
 A live but busy actor simply answers later, so the check never slows or stops a run, and a dead one is reported
-within two rounds of its death. The trainer installs it once its agent-loop manager exists.
+within two rounds of its death. A dead rollout server shows differently: the agent loop's requests to it fail at
+once and verl's sampler raises "no materializable trajectories"; the watch then names the dead server. The trainer
+installs it once its agent-loop manager exists.
 """
 
 from __future__ import annotations
@@ -83,10 +85,10 @@ def find_dead(actors: Iterable[tuple[str, object]], timeout_s: float = 5.0) -> t
 def died_error(dead: tuple[str, object, str], when: str = "") -> RolloutActorDied:
     role, handle, error = dead
     return RolloutActorDied(
-        f"uec-rl: the {role} {actor_label(handle)} died{when}, so the rollouts it held will never finish; stopping "
-        f"instead of waiting for ever. Ray says: {error}. Resume from the last checkpoint (trainer.resume_mode=auto "
-        "with the same trainer.default_local_dir); if the process was killed for memory, lower the rollout's "
-        "batch or response length first."
+        f"uec-rl: the {role} {actor_label(handle)} died{when}; the step's rollouts cannot complete, so the run "
+        f"stops. Ray says: {error.rstrip('.')}. Resume from the last checkpoint (trainer.resume_mode=auto with the "
+        "same trainer.default_local_dir); if the process was killed for memory, lower the rollout's batch or "
+        "response length first."
     )
 
 
@@ -96,11 +98,15 @@ def watch_rollout_actors(
     every_s: float = CHECK_EVERY_S,
     clock: Callable[[], float] = time.monotonic,
     pinger: ActorPinger | None = None,
+    find: Callable[[Iterable[tuple[str, object]]], tuple[str, object, str] | None] = find_dead,
 ) -> None:
     """Make ``replay_buffer``'s wait between polls ping ``actors()`` every ``every_s`` seconds of waiting and raise
-    ``RolloutActorDied`` once one of them is dead.
+    ``RolloutActorDied`` once one of them is dead; and make a failed ``sample`` say so when an actor died.
 
-    Wraps the instance's ``_wait_for_next_poll`` (verl's ReplayBuffer and ReplayBufferAsync both wait there);
+    The second case is a dead rollout server: the agent loop's requests to it fail, every group ends as a
+    failure, and verl's sampler raises "no materializable trajectories" (advising to refill failed groups, which
+    would fail again); the dead server is then named, with verl's error as the cause. Wraps the instance's
+    ``_wait_for_next_poll`` (verl's ReplayBuffer and ReplayBufferAsync both wait there) and ``sample``;
     installing twice is a no-op.
     """
     wait = replay_buffer._wait_for_next_poll
@@ -119,5 +125,19 @@ def watch_rollout_actors(
                 raise died_error(dead, when=f" while the trainer waited for {partition_id!r} rollouts")
         return result
 
+    sample = replay_buffer.sample
+
+    def sample_or_name_the_dead(*args, **kwargs):
+        try:
+            return sample(*args, **kwargs)
+        except RolloutActorDied:
+            raise
+        except Exception as error:
+            dead = find(actors())
+            if dead is not None:
+                raise died_error(dead, when=" during the rollout") from error
+            raise
+
     wait_then_check._uec_watched = True
     replay_buffer._wait_for_next_poll = wait_then_check
+    replay_buffer.sample = sample_or_name_the_dead

@@ -5,8 +5,8 @@ its last good checkpoint with its buffers (docs/faults.md says what a user sees 
   ``faults`` while the refusal comes from the trainer, about 80 s after start-up; seconds once the entry point calls
   ``check_resume_state`` before Ray starts);
 * a full disk during a checkpoint save, on a real size-limited tmpfs, then a rerun that resumes (marker ``faults``);
-* an agent-loop worker killed mid-step: the run exits non-zero within a bounded time, naming the dead actor
-  (marker ``faults``).
+* an agent-loop worker killed mid-step: the run exits non-zero within a bounded time, naming the dead actor, and
+  a rerun resumes (marker ``faults``); likewise the rollout server (marker ``faults``, no rerun).
 """
 
 from __future__ import annotations
@@ -189,28 +189,34 @@ def test_a_disk_that_fills_during_a_save_keeps_the_previous_checkpoint_resumable
     assert tracker.read_text().strip() == "4" and read_state(mount / "global_step_4" / STATE_FILE) is not None
 
 
-# ---- an agent-loop worker killed mid-step (marker faults: two runs) ---------------------------------------------
+# ---- an agent-loop worker or the rollout server killed mid-step (marker faults) ----------------------------------
+
+
+def kill_during_step_3_rollout(run: Run, process_title: str) -> float:
+    """Wait for the step-2 checkpoint, then SIGKILL this run's ``process_title`` process as soon as step 3's first
+    request reaches the rollout server (the rest of the step's requests are then in flight). Returns the time."""
+    tracker = run.out / "checkpoints" / "latest_checkpointed_iteration.txt"
+    requests = run.out / "rollout_requests.jsonl"
+    deadline = time.monotonic() + 900
+    while not (tracker.exists() and tracker.read_text().strip() == "2"):
+        assert run.process.poll() is None and time.monotonic() < deadline, run.log()[-3000:]
+        time.sleep(0.05)
+    seen = requests.stat().st_size
+    while not any('"generate"' in line for line in requests.read_text()[seen:].splitlines()):
+        assert run.process.poll() is None and time.monotonic() < deadline, run.log()[-3000:]
+        time.sleep(0.01)
+    (victim,) = run.descendants(process_title)
+    victim.kill()
+    return time.monotonic()
 
 
 @pytest.mark.faults
 def test_a_worker_killed_mid_step_stops_the_run_naming_it_and_the_run_resumes(uec_run_settings, tmp_path):
     overrides = [*uec_run_settings["overrides"]]  # saves at step 2
     run = Run(tmp_path, steps=4, overrides=overrides)
-    tracker = tmp_path / "checkpoints" / "latest_checkpointed_iteration.txt"
-    requests = tmp_path / "rollout_requests.jsonl"
-    deadline = time.monotonic() + 900
-    while not (tracker.exists() and tracker.read_text().strip() == "2"):
-        assert run.process.poll() is None and time.monotonic() < deadline, run.log()[-3000:]
-        time.sleep(0.05)
-    # step 3's rollout: kill the agent-loop worker as soon as its first request reaches the server
-    seen = requests.stat().st_size
-    while not any('"generate"' in line for line in requests.read_text()[seen:].splitlines()):
-        assert run.process.poll() is None and time.monotonic() < deadline, run.log()[-3000:]
-        time.sleep(0.01)
-    (worker,) = run.descendants("ray::AgentLoopWorker")
-    worker.kill()
-    killed = time.monotonic()
+    killed = kill_during_step_3_rollout(run, "ray::AgentLoopWorker")
     code = run.wait(timeout=180)
+    # without the liveness watch verl's sampler polls for the dead worker's prompts for ever
     assert code is not None, "the run hung after its agent-loop worker died"
     assert code != 0 and time.monotonic() - killed < 180
     log = run.log()
@@ -220,3 +226,15 @@ def test_a_worker_killed_mid_step_stops_the_run_naming_it_and_the_run_resumes(ue
     rerun = Run(tmp_path, steps=4, overrides=[*overrides, "trainer.resume_mode=auto"])
     assert rerun.wait(timeout=900) == 0, rerun.log()[-4000:]
     assert "[uec] restored " in rerun.log() and rerun.trained_steps() == [3, 4]
+
+
+@pytest.mark.faults
+def test_a_rollout_server_killed_mid_step_stops_the_run_naming_it(uec_run_settings, tmp_path):
+    run = Run(tmp_path, steps=4, overrides=[*uec_run_settings["overrides"]])
+    killed = kill_during_step_3_rollout(run, "ray::HFGenerationServer")
+    code = run.wait(timeout=180)
+    assert code not in (None, 0) and time.monotonic() - killed < 180
+    log = run.log()
+    # verl's own error ("no materializable trajectories") stays in the log as the cause; ours names the server
+    assert "uec-rl: the rollout server HFGenerationServer (actor " in log and "died during the rollout" in log
+    assert run.trained_steps() == [1, 2]
