@@ -60,3 +60,18 @@ def test_resume_restores_buffers_and_continues_identically(uec_run, uec_run_sett
     for name in ("batch_buffer", "replay_buffer"):
         assert buffer_contents(folders[0], ends[0], name) == buffer_contents(folders[1], ends[1], name)
     assert ends[0]["replay_updates"] == ends[1]["replay_updates"]
+
+
+def test_saved_states_carry_checksums_that_verify(uec_run):
+    """Every checkpoint of uec_run records its shards' sizes and checksums and the index's own, and they verify
+    (docs/faults.md: what a resume checks before restoring anything)."""
+    import subprocess
+
+    _, _, out = uec_run
+    for step in (2, 4):
+        folder = out / "checkpoints" / f"global_step_{step}"
+        state = read_state(folder / "uec_state.pt")  # raises on any mismatch
+        shards = [s for name in ("batch_buffer", "replay_buffer") for s in state["buffers"][name]["shards"]]
+        assert shards and sorted(state["files"]) == sorted(shards + ([state["images"]] if state["images"] else []))
+        result = subprocess.run(["sha256sum", "-c", "uec_state.pt.sha256"], cwd=folder, capture_output=True, text=True)
+        assert result.returncode == 0 and "uec_state.pt: OK" in result.stdout
