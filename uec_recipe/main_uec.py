@@ -21,17 +21,20 @@ DRY_RUN_HEADER = "# ---- resolved configuration (UEC_DRY_RUN=1) ----"
 
 
 def check_config(config, dry_run: bool = False) -> None:
-    """Every check that can fail before any expensive work: verl's, UEC-RL's and the data schema."""
+    """Every check that can fail before any expensive work: verl's, UEC-RL's, the data schema and the UEC state a
+    resume would load."""
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
 
     from uec_recipe.algo.config import load_and_validate
     from uec_recipe.baselines import check_baselines
+    from uec_recipe.checkpoint import check_resume_state
 
     load_and_validate(config)
     check_baselines(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     check_datasets(config, dry_run=dry_run)
+    check_resume_state(config)  # a damaged UEC state is refused by name here, before Ray starts
 
 
 def check_datasets(config, dry_run: bool = False) -> None:

@@ -63,6 +63,7 @@ from uec_recipe.checkpoint import (
 )
 from uec_recipe.eval.passk import validation_passk_metrics
 from uec_recipe.images import BufferedImages
+from uec_recipe.liveness import rollout_actors, watch_rollout_actors
 from uec_recipe.plain import from_plain
 from uec_recipe.rollout.agent_loop import TEMPERATURE_COLUMN
 
@@ -115,6 +116,14 @@ class UECTrainer(PPOTrainerSync):
         self._image_source: dict[str, str] = {}  # this step's exploration uid -> the prompt uid it re-samples
 
     # ---- hooks around verl's loop ---------------------------------------------------------------------------
+
+    def fit(self, agent_loop_manager):
+        # verl's sampler polls TransferQueue with no timeout: a dead agent-loop worker or rollout server would leave
+        # the run waiting for ever (uec_recipe/liveness.py).
+        watch_rollout_actors(
+            self.replay_buffer, lambda: rollout_actors(agent_loop_manager, getattr(self, "llm_server_manager", None))
+        )
+        return super().fit(agent_loop_manager)
 
     def _next_train_batch(self, num_prompts=None):
         batch = super()._next_train_batch(num_prompts)

@@ -1,9 +1,8 @@
 """Faults a cluster run meets, with the real CPU trainer: each ends in a clear message, and the run resumes from
 its last good checkpoint with its buffers (docs/faults.md says what a user sees and does for each).
 
-* a corrupted UEC state: resume refuses it by name, before any training (it reuses uec_run's checkpoints; marker
-  ``faults`` while the refusal comes from the trainer, about 80 s after start-up; seconds once the entry point calls
-  ``check_resume_state`` before Ray starts);
+* a corrupted UEC state: resume refuses it by name before Ray starts (the entry point's ``check_resume_state``; it
+  reuses uec_run's checkpoints and takes seconds, so it runs in the default suite);
 * a full disk during a checkpoint save, on a real size-limited tmpfs, then a rerun that resumes (marker ``faults``);
 * an agent-loop worker killed mid-step: the run exits non-zero within a bounded time, naming the dead actor, and
   a rerun resumes (marker ``faults``); likewise the rollout server (marker ``faults``, no rerun).
@@ -109,7 +108,6 @@ def uec_state_files(folder: Path) -> list[Path]:
 # ---- a corrupted UEC state (one run that stops at resume) --------------------------------------------------------
 
 
-@pytest.mark.faults
 def test_a_corrupted_buffer_shard_is_refused_by_name_before_any_training(uec_run, uec_run_settings, tmp_path):
     _, _, first_out = uec_run
     root = copy_checkpoints(first_out, tmp_path)
@@ -124,8 +122,9 @@ def test_a_corrupted_buffer_shard_is_refused_by_name_before_any_training(uec_run
     assert code not in (None, 0), "the run resumed a damaged state"
     assert f"{shard.name} has {len(data) // 2} bytes where {len(data)} were written" in log
     assert f"trainer.resume_mode=resume_path trainer.resume_from_path={root / 'global_step_2'}" in log
-    # refused at resume, before any training step
+    # refused by the entry point's checks, before Ray starts and before any training step
     assert run.trained_steps() == [] and "[uec] step " not in log
+    assert "Started a local Ray instance" not in log
 
 
 # ---- a full disk during a checkpoint save (marker faults: two runs) ---------------------------------------------

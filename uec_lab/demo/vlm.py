@@ -8,7 +8,7 @@ Half of the paper trains Qwen2.5-VL-7B on Geometry3K. This module gives the same
           ``<image>How many squares are in the image?`` (five phrasings); the answer the count. The rows are
           written in Geometry3K's raw layout (``images``, ``problem``, ``answer``) and converted by data_prep's own
           ``geo3k_train`` / ``geo3k_test`` converters (``--local-dir``), so they carry Geometry3K's data source,
-          prompt template and grader (mathruler on the last ``\\boxed{}``, uec_recipe/reward.py);
+          prompt template and grader (mathruler on the last ``\\boxed{}``, uec_recipe/reward/);
 * policy  a random-init ``Qwen2_5_VLForConditionalGeneration``: 2-layer, 64-wide text model (M-RoPE) and a
           2-block vision tower (one windowed block, one full-attention block, as the 7B mixes them); the
           tokenizer is demo/build.py's with Qwen-VL's vision tokens and the Qwen2.5-VL chat template;
@@ -52,7 +52,7 @@ from uec_lab.demo.build import (
 from uec_lab.demo.ladder import Ladder, LadderContract
 from uec_recipe.cpu.vlm_runtime import IMAGE_PAD, MERGE_SIZE, PATCH_SIZE, VIDEO_PAD, register_image_only_processor
 
-# Geometry3K's hub id: what data_prep's geo3k converter writes as data_source and uec_recipe/reward.py grades with
+# Geometry3K's hub id: what data_prep's geo3k converter writes as data_source and uec_recipe/reward/ grades with
 # mathruler. The converter names, as data_prep.prepare knows them:
 GEO3K_TRAIN, GEO3K_TEST = "geo3k_train", "geo3k_test"
 # Phrasings of the question: Geometry3K's questions differ in wording, and so in length.
@@ -395,7 +395,7 @@ def warm_start(model, encoder: PromptEncoder, settings: VlmSettings, log=_log) -
 
 def measure_ladder(model, encoder: PromptEncoder, settings: VlmSettings, seed: int = 99) -> Ladder:
     """Greedy and sampled (T = 1, top_p = 1) accuracy of every count on fresh pictures, graded by the Geometry3K
-    grader of uec_recipe/reward.py, sorted into the bands of ``settings.contract``."""
+    grader of uec_recipe/reward/, sorted into the bands of ``settings.contract``."""
     import torch
 
     from uec_recipe.reward import compute_score

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -544,3 +545,11 @@ class HFServerAdapter(BaseRollout):
             for name, tensor in weights:
                 add(name, tensor)
         await self._server_handle().update_weights.remote(state_dict, global_steps)
+
+
+# The rollout servers' request log (UEC_SERVER_LOG; nothing is wrapped without it), as the plugin installs it on
+# vLLM's server. Installed here rather than through the plugin: in a server actor this module is the first one
+# imported, and verl loads the plugin while this module is still executing, before HFGenerationServer exists.
+from uec_recipe.rollout import server_log  # noqa: E402
+
+server_log.install(sys.modules[__name__], "HFGenerationServer")
