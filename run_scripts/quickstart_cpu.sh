@@ -58,7 +58,7 @@ main() {
   LOG="$OUT/train.log"
   rm -f "$OUT/metrics.jsonl"
   export VERL_FILE_LOGGER_PATH="$OUT/metrics.jsonl"
-  # the grader the rewards use, named in the summary (uec_recipe/reward.py; the config default is "paper")
+  # the grader the rewards use, named in the summary (uec_recipe/reward/; the config default is "paper")
   GRADER=paper
   for override in "${EXTRA_OVERRIDES[@]+"${EXTRA_OVERRIDES[@]}"}"; do
     case "$override" in *reward.custom_reward_function.reward_kwargs.grader=*) GRADER="${override##*=}" ;; esac

@@ -24,7 +24,7 @@ Default tables: a Geometry3K table (benchmarks named geo3k* or geometry3k*), one
 (MathVista, MathVerse, MATH-Vision, We-Math by data_prep's names) and one over the text benchmarks, each with the
 average when it has several columns, and a pass@k table per benchmark. Writes DIR/tables.md and DIR/tables.tex.
 Numbers are percentages. Accuracy is avg@n (= pass@1 from n samples), and every table states n, temperature,
-top_p and the grader that scored the answers ("paper" or "robust", uec_recipe/reward.py).
+top_p and the grader that scored the answers ("paper" or "robust", uec_recipe/reward/).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ GRADER_NOTES = {
     ),
     "robust": (
         "grader=robust: equivalent answers accepted (units, percent, degrees, scientific notation, 'x =' removed; "
-        "math-verify), near misses rejected (uec_recipe/reward.py); not the paper's scoring, so not comparable "
+        "math-verify), near misses rejected (uec_recipe/reward/); not the paper's scoring, so not comparable "
         "with its tables."
     ),
 }
