@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from uec_recipe.liveness import RolloutActorDied, died_error, find_dead, watch_rollout_actors
+from uec_recipe.liveness import RolloutActorDied, RolloutsFailed, died_error, find_dead, watch_rollout_actors
 
 
 class FakeSampler:
@@ -54,12 +54,13 @@ def test_the_check_runs_between_polls_at_most_every_so_often_and_raises_through_
     assert sampler.waits == 16
 
 
-def test_a_failed_sample_names_a_dead_actor_and_keeps_other_errors_as_they_are():
+def test_a_failed_sample_names_a_dead_actor_or_says_where_the_failure_is():
     sampler, dead = FakeSampler(), [None]
     watch_rollout_actors(sampler, lambda: [("rollout server", "s0")], find=lambda actors: dead[0])
     assert sampler.sample(global_steps=2, partition_id="train", batch_size=8) == ("batch", {})
-    with pytest.raises(RuntimeError, match="no materializable trajectories"):  # nothing died: verl's error as is
-        sampler.sample(global_steps=3, partition_id="train", batch_size=8)
+    with pytest.raises(RolloutsFailed, match="first traceback an AgentLoopWorker printed") as caught:
+        sampler.sample(global_steps=3, partition_id="train", batch_size=8)  # nothing died: where to look, with why
+    assert "no materializable trajectories" in str(caught.value.__cause__)
     dead[0] = ("rollout server", "s0", "ActorDiedError: The actor died unexpectedly")
     with pytest.raises(RolloutActorDied, match="the rollout server .* died during the rollout") as caught:
         sampler.sample(global_steps=3, partition_id="train", batch_size=8)

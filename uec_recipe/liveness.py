@@ -29,6 +29,21 @@ class RolloutActorDied(RuntimeError):
     """An agent-loop worker or rollout server died while the trainer waited for its rollouts."""
 
 
+# verl's sampler when every group it selected failed in the agent loop, and what that means for a user: verl's own
+# message only suggests refilling the groups, which repeats the failure when its cause is in the data or the reward.
+NO_TRAJECTORIES = "no materializable trajectories"
+FAILED_ROLLOUTS_HINT = (
+    "every sample of the groups this step selected failed in the agent loop, and no rollout worker or server died. "
+    "The cause is the first traceback an AgentLoopWorker printed in the log; most often the reward function raised "
+    "(an unknown data_source, a row without its ground truth, a grader error under "
+    "reward.custom_reward_function.reward_kwargs.on_grader_error=fail: docs/faults-data.md)"
+)
+
+
+class RolloutsFailed(RuntimeError):
+    """Every selected group failed in the agent loop while all rollout actors were alive."""
+
+
 def actor_label(handle) -> str:
     """``ClassName (actor <id>)`` for a Ray actor handle (the name Ray shows in its own logs and dashboard)."""
     descriptor = getattr(handle, "_ray_actor_creation_function_descriptor", None)
@@ -136,6 +151,8 @@ def watch_rollout_actors(
             dead = find(actors())
             if dead is not None:
                 raise died_error(dead, when=" during the rollout") from error
+            if NO_TRAJECTORIES in str(error):
+                raise RolloutsFailed(FAILED_ROLLOUTS_HINT) from error
             raise
 
     wait_then_check._uec_watched = True

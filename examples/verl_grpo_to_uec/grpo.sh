@@ -68,8 +68,9 @@ ARGS=(
   actor_rollout_ref.rollout.n=4
   actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=32
   actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=32
-  # the project's accuracy reward; verl imports a "pkg://" path by module name in every reward worker
-  reward.custom_reward_function.path=pkg://uec_recipe.reward reward.custom_reward_function.name=compute_score
+  # the demo task's grader on the recipe's reward entry point; verl imports a "pkg://" path by module name in every
+  # reward worker
+  reward.custom_reward_function.path=pkg://uec_lab.demo.reward reward.custom_reward_function.name=compute_score
   trainer.total_training_steps="$STEPS" trainer.test_freq="$STEPS" trainer.val_before_train=False
   trainer.save_freq=-1 trainer.default_local_dir="$OUT/checkpoints"
   trainer.logger='["console","file"]' trainer.project_name=verl_grpo_to_uec trainer.experiment_name="$NAME"

@@ -71,7 +71,7 @@ def test_both_scripts_run_verls_own_config_on_the_cpu_demo(composed, demo):
         assert config["data"]["train_files"] == str(demo.train_file)
         assert config["data"]["val_files"] == str(demo.test_file)
         reward = config["reward"]["custom_reward_function"]
-        assert (reward["path"], reward["name"]) == ("pkg://uec_recipe.reward", "compute_score")
+        assert (reward["path"], reward["name"]) == ("pkg://uec_lab.demo.reward", "compute_score")
         # the CPU backend's settings (uec_recipe/config/platform/cpu_verl.yaml) reach the run
         assert config["trainer"]["device"] == "cpu" and config["actor_rollout_ref"]["rollout"]["name"] == "hf"
         assert config["actor_rollout_ref"]["actor"]["strategy"] == "fsdp2"

@@ -158,6 +158,10 @@ def train_command(
     ]
 
 
+# the digit-sum grader, registered on the recipe's reward entry point (training uses the same, task/digit_sum.yaml)
+DEMO_REWARD = "pkg://uec_lab.demo.reward"
+
+
 def eval_command(model: Path, files: Sequence[Path], out: Path, seed: int, settings: dict = EVAL) -> list[str]:
     limit = ["--max-problems", str(settings["problems_per_level"])] if settings.get("problems_per_level") else []
     return [
@@ -181,6 +185,8 @@ def eval_command(model: Path, files: Sequence[Path], out: Path, seed: int, setti
         *limit,
         "--backend",
         "hf",
+        "--reward-path",
+        DEMO_REWARD,
         "--batch-size",
         "64",
         "--seed",
