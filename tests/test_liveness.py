@@ -11,11 +11,13 @@ from uec_recipe.liveness import RolloutActorDied, RolloutsFailed, died_error, fi
 
 
 class FakeSampler:
-    """verl's ReplayBuffer as the watch sees it: a wait between polls that returns the debug timestamp, and a
-    ``sample`` that fails as verl's does when every group of the step failed."""
+    """verl's ReplayBuffer as the watch sees it: a wait between polls that returns the debug timestamp, a
+    ``sample`` that fails as verl's does when every group of the step failed, and the failed groups it keeps."""
 
-    def __init__(self):
+    def __init__(self, failed=(), refill=False):
         self.waits = 0
+        self.failure_keys = {"train": set(failed)}
+        self.sync_refill_failed_groups = refill
 
     def sample(self, global_steps, partition_id, batch_size):
         if global_steps == 3:
@@ -103,3 +105,16 @@ def test_a_killed_actor_is_named_and_a_busy_one_is_not_taken_for_dead(ray_local)
     message = str(died_error(dead, when=" while the trainer waited for 'train' rollouts"))
     assert f"agent-loop worker Worker (actor {worker._actor_id.hex()}) died while the trainer waited" in message
     assert "trainer.resume_mode=auto" in message
+
+
+def test_a_batch_with_failed_groups_stops_the_run_unless_verl_is_asked_to_refill():
+    sampler = FakeSampler(failed={"uid-7"})
+    watch_rollout_actors(sampler, lambda: [], find=lambda actors: None)
+    with pytest.raises(RolloutsFailed, match="1 prompt group\\(s\\) of this 'train' batch have samples that failed"):
+        sampler.sample(global_steps=2, partition_id="train", batch_size=8)
+    with pytest.raises(RolloutsFailed, match="sync_refill_failed_groups=True"):
+        sampler.sample(2, "train", 8)  # verl calls it positionally too
+    assert sampler.sample(2, "val", 8) == ("batch", {})  # no failed group in that partition
+    refilling = FakeSampler(failed={"uid-7"}, refill=True)  # the user's explicit choice: verl replaces them
+    watch_rollout_actors(refilling, lambda: [], find=lambda actors: None)
+    assert refilling.sample(2, "train", 8) == ("batch", {})

@@ -33,15 +33,33 @@ class RolloutActorDied(RuntimeError):
 # message only suggests refilling the groups, which repeats the failure when its cause is in the data or the reward.
 NO_TRAJECTORIES = "no materializable trajectories"
 FAILED_ROLLOUTS_HINT = (
-    "every sample of the groups this step selected failed in the agent loop, and no rollout worker or server died. "
-    "The cause is the first traceback an AgentLoopWorker printed in the log; most often the reward function raised "
-    "(an unknown data_source, a row without its ground truth, a grader error under "
-    "reward.custom_reward_function.reward_kwargs.on_grader_error=fail: docs/faults-data.md)"
+    "No rollout worker or server died: the cause is the first traceback an AgentLoopWorker printed in the log, "
+    "most often a reward function that raised (an unknown data_source, a row without its ground truth, a grader "
+    "error under reward.custom_reward_function.reward_kwargs.on_grader_error=fail; docs/faults-data.md)."
 )
 
 
 class RolloutsFailed(RuntimeError):
-    """Every selected group failed in the agent loop while all rollout actors were alive."""
+    """Samples of the batch failed in the agent loop while every rollout actor was alive."""
+
+
+def refuse_failed_groups(replay_buffer, partition_id) -> None:
+    """Raise ``RolloutsFailed`` when a prompt group of the batch just sampled has a failed sample.
+
+    verl's synchronous sampler keeps such a group and pads its missing samples downstream, so a sample whose reward
+    raised (a row without its ground truth, a grader error under ``on_grader_error=fail``) would be dropped without
+    a word and the run would train on. Unless the user asked verl to replace failed groups
+    (``trainer.v1.sampler.sync_refill_failed_groups=True``, an explicit choice), the run stops here instead.
+    """
+    if getattr(replay_buffer, "sync_refill_failed_groups", False):
+        return
+    failed = getattr(replay_buffer, "failure_keys", {}).get(partition_id) or set()
+    if failed:
+        raise RolloutsFailed(
+            f"{len(failed)} prompt group(s) of this {partition_id!r} batch have samples that failed in the agent loop "
+            "(verl would pad them and train on). " + FAILED_ROLLOUTS_HINT + " To drop and replace failed groups "
+            "instead: trainer.v1.sampler.sync_refill_failed_groups=True."
+        )
 
 
 def actor_label(handle) -> str:
@@ -144,7 +162,7 @@ def watch_rollout_actors(
 
     def sample_or_name_the_dead(*args, **kwargs):
         try:
-            return sample(*args, **kwargs)
+            result = sample(*args, **kwargs)
         except RolloutActorDied:
             raise
         except Exception as error:
@@ -152,8 +170,12 @@ def watch_rollout_actors(
             if dead is not None:
                 raise died_error(dead, when=" during the rollout") from error
             if NO_TRAJECTORIES in str(error):
-                raise RolloutsFailed(FAILED_ROLLOUTS_HINT) from error
+                raise RolloutsFailed(
+                    "every sample of the groups this step selected failed in the agent loop. " + FAILED_ROLLOUTS_HINT
+                ) from error
             raise
+        refuse_failed_groups(replay_buffer, kwargs.get("partition_id", args[1] if len(args) > 1 else None))
+        return result
 
     wait_then_check._uec_watched = True
     replay_buffer._wait_for_next_poll = wait_then_check

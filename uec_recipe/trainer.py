@@ -65,6 +65,7 @@ from uec_recipe.eval.passk import validation_passk_metrics
 from uec_recipe.images import BufferedImages
 from uec_recipe.liveness import rollout_actors, watch_rollout_actors
 from uec_recipe.plain import from_plain
+from uec_recipe.reward.faults import grader_error_share
 from uec_recipe.rollout.agent_loop import TEMPERATURE_COLUMN
 
 logger = logging.getLogger(__name__)
@@ -242,6 +243,7 @@ class UECTrainer(PPOTrainerSync):
             metrics.update(self._rollout_entropy_metrics(batch, "entropy/regular_rollout"))
             tokens = sum(tag["seq_len"] for tag in batch.tags if not tag.get("is_padding", False))
             metrics.update({"tokens/generated": tokens, "tokens/trained": tokens})
+        metrics.update(self._grader_error_metrics(batch))
         super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
         step_time, n_gpus = timing_raw.get("step"), self._get_n_gpus_for_throughput()
         if self.uec.enable:
@@ -536,6 +538,18 @@ class UECTrainer(PPOTrainerSync):
             if tokens:
                 metrics[f"uec/entropy_{name}"] = entropies / tokens
         return metrics
+
+    def _grader_error_metrics(self, meta: KVBatchMeta) -> dict:
+        """``reward/grader_error_rate``: the share of the step's rollout samples scored 0 because their grader raised
+        (``on_grader_error=zero``, docs/faults-data.md); nothing when no sample carries the count."""
+        keys = [key for key, tag in zip(meta.keys, meta.tags) if not tag.get("is_padding", False)]
+        if not keys:
+            return {}
+        data = tq.kv_batch_get(keys=keys, partition_id=meta.partition_id, select_fields=["extra_fields"])
+        if "extra_fields" not in data.keys():
+            return {}
+        share = grader_error_share(list(data["extra_fields"]))
+        return {} if share is None else {"reward/grader_error_rate": share}
 
     def _rollout_entropy_metrics(self, meta: KVBatchMeta, name: str) -> dict:
         """Token-mean of −log q over the sampled response tokens: an unbiased estimate of the rollout's entropy.

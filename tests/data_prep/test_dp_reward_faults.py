@@ -240,3 +240,20 @@ def test_verls_reward_loop_fails_by_default(flaky, tokenizer, event_loop_for_ver
     manager = manager_for(tokenizer)
     with pytest.raises(GraderError, match="flaky_grader registered for 'my_lab/flaky' raised"):
         run_single(manager, tokenizer, FLAKY, "boom", {"style": "rule", "ground_truth": "7"}, dict(ROW))
+
+
+def test_grader_error_share_counts_the_samples_that_carry_the_count():
+    from tensordict import NonTensorData
+
+    from uec_recipe.reward.faults import grader_error_share
+
+    rows = [
+        {"reward_extra_info": {"acc": 0.0, "grader_error": 1}},
+        NonTensorData({"reward_extra_info": {"acc": 1.0, "grader_error": 0}}),  # as read back from TransferQueue
+        {"reward_extra_info": {"acc": 0.0, "grader_error": 0}},
+        {"reward_extra_info": {"acc": 1.0, "grader_error": 0}},
+    ]
+    assert grader_error_share(rows) == 0.25
+    # the fail policy (no count on any sample) and a reward that is not the recipe's report nothing
+    assert grader_error_share([{"reward_extra_info": {"acc": 1.0}}, None]) is None
+    assert grader_error_share([]) is None

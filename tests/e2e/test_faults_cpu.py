@@ -237,3 +237,68 @@ def test_a_rollout_server_killed_mid_step_stops_the_run_naming_it(uec_run_settin
     # verl's own error ("no materializable trajectories") stays in the log as the cause; ours names the server
     assert "uec-rl: the rollout server HFGenerationServer (actor " in log and "died during the rollout" in log
     assert run.trained_steps() == [1, 2]
+
+
+# ---- faults in the data and the reward (docs/faults-data.md) -------------------------------------------------------
+
+
+def test_a_train_file_with_a_row_without_ground_truth_is_refused_by_file_and_row_before_ray(demo, tmp_path):
+    import pandas as pd
+
+    frame = pd.read_parquet(demo.train_file)
+    row = len(frame) - 5  # near the end: a row the first steps never draw, met only in a later epoch
+    frame.at[row, "reward_model"] = {"style": "rule", "ground_truth": ""}
+    bad = tmp_path / "train.parquet"
+    frame.to_parquet(bad)
+    run = Run(tmp_path / "run", steps=2, overrides=[f"data.train_files={bad}"])
+    code = run.wait(timeout=300)
+    log = run.log()
+    assert code not in (None, 0), "the run started on a row without ground truth"
+    assert f"{bad}: column 'reward_model.ground_truth': missing or empty ground truth at row(s) {row}" in log
+    assert "Started a local Ray instance" not in log and run.trained_steps() == []
+
+
+# A reward file of the kind docs/faults-data.md describes: the demo's grader, raising on every answer whose gold sum
+# is a multiple of 7 (about one prompt in seven), as a grader bug on some rows would.
+FLAKY_REWARD = '''
+from uec_lab.demo.reward import compute_score, grade_digit_sum  # registers the demo's graders
+from uec_recipe.reward import register_grader
+
+
+def flaky(solution_str, ground_truth, extra_info=None, grader="paper"):
+    if int(ground_truth) % 7 == 0:
+        raise ArithmeticError("a grader bug on this row")
+    return grade_digit_sum(solution_str, ground_truth, extra_info, grader)
+
+
+register_grader("uec_demo/digit_sum", flaky)
+'''
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("policy", ["fail", "zero"])
+def test_a_grader_that_raises_follows_the_policy(policy, tmp_path):
+    reward = tmp_path / "flaky_reward.py"
+    reward.write_text(FLAKY_REWARD)
+    overrides = [
+        f"reward.custom_reward_function.path={reward}",
+        f"reward.custom_reward_function.reward_kwargs.on_grader_error={policy}",
+        "reward.custom_reward_function.reward_kwargs.max_grader_error_rate=0.9",
+    ]
+    run = Run(tmp_path / "run", steps=2, overrides=overrides)
+    code = run.wait(timeout=900)
+    log = run.log()
+    if policy == "fail":
+        # the reward's own error names the row; the run ends on it, not on verl's advice to refill failed groups
+        assert code not in (None, 0), "a grader error under on_grader_error=fail did not stop the run"
+        # (verl's sampler would pad the failed samples and train on: the trainer refuses the batch)
+        assert "a grader bug on this row" in log and "uec_demo/digit_sum" in log
+        assert "RolloutsFailed" in log and "have samples that failed in the agent loop" in log
+        assert run.trained_steps() == []
+    else:
+        assert code == 0, log[-4000:]
+        rows = [row for row in read_metrics(run.out / "metrics.jsonl") if row["step"] >= 1]
+        assert [row["step"] for row in rows] == [1, 2]
+        shares = [row["reward/grader_error_rate"] for row in rows]
+        # every step reports the count; some prompts' sums are multiples of 7, and the share stays under the threshold
+        assert all(0 <= share < 0.9 for share in shares) and sum(shares) > 0, shares

@@ -164,3 +164,16 @@ def zero_on_grader_error(error: Exception, data_source, extra_info, grader: str,
             type(error).__name__,
             error,
         )
+
+
+def grader_error_share(extra_fields) -> float | None:
+    """The share of a step's samples scored 0 because their grader raised (``on_grader_error=zero``), from the
+    ``extra_fields`` verl's reward loop stores per sample (``reward_extra_info`` holds what the reward returned);
+    None when no sample carries the count (the policy is ``fail``, or the reward is not the recipe's)."""
+    counts = []
+    for extra in extra_fields:
+        extra = getattr(extra, "data", extra)  # a NonTensorData wrapper when read from TransferQueue
+        info = extra.get("reward_extra_info", {}) if isinstance(extra, dict) else {}
+        if isinstance(info, dict) and info.get(GRADER_ERROR_KEY) is not None:
+            counts.append(float(info[GRADER_ERROR_KEY]))
+    return sum(counts) / len(counts) if counts else None
