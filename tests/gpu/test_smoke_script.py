@@ -27,6 +27,7 @@ def configs(tmp_path_factory) -> tuple[Path, dict, dict]:
     env = {**os.environ, "DRY_RUN": "1", "PYTHON": sys.executable, "SMOKE_DIR": str(smoke_dir)}
     # a Ray address or log paths of the caller's shell must not leak into the smoke's runs
     env.update(RAY_ADDRESS="127.0.0.1:6379", UEC_SERVER_LOG="/elsewhere", UEC_AGENT_REQUEST_LOG="/elsewhere/r.jsonl")
+    env["LOGGER"] = "console,wandb"  # the checks read the file logger, whatever LOGGER says
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("WANDB_MODE", None)  # forwarded to Ray when set; not part of what the smoke itself sets
     done = subprocess.run(["bash", str(SMOKE)], capture_output=True, text=True, timeout=600, env=env)
@@ -67,3 +68,31 @@ def test_the_vlm_run_and_its_checks_get_the_tiny_vlms_own_pixel_limits(configs):
     # the checks are told the same limits (the script passes them as JSON to uec_lab.smoke.check)
     match = re.search(r"""local mm_processor_json='([^']*)'""", SMOKE.read_text())
     assert match and json.loads(match.group(1)) == limits
+
+
+def test_both_runs_are_tiny_uec_runs_on_the_paper_runs_engine_settings(configs):
+    smoke_dir, text, vlm = configs
+    for label, config, steps in (("text", text, 3), ("vlm", vlm, 2)):
+        arr, uec, trainer = config["actor_rollout_ref"], config["uec"], config["trainer"]
+        placement = (trainer["n_gpus_per_node"], trainer["nnodes"], arr["rollout"]["tensor_model_parallel_size"])
+        assert placement == (1, 1, 1)
+        assert arr["rollout"]["name"] == "vllm" and arr["rollout"]["enforce_eager"] is True
+        assert arr["model"]["path"] == f"{smoke_dir}/build/{label}/model"
+        assert (config["data"]["train_batch_size"], arr["rollout"]["n"]) == (8, 4)
+        assert (arr["rollout"]["temperature"], arr["rollout"]["top_p"]) == (1.0, 0.99)
+        assert (uec["exploration"]["n"], uec["exploration"]["temperature"]) == (8, 1.2)
+        assert uec["n0"] == 8 and (uec["replay"]["frequency"], uec["replay"]["adv_threshold"]) == (1, 0)
+        assert uec["retention"]["drop_overlong_positive"] == "none"
+        assert (trainer["total_training_steps"], trainer["save_freq"]) == (steps, steps)
+        assert trainer["default_local_dir"] == f"{smoke_dir}/{label}/checkpoints"
+        assert trainer["logger"] == ["console", "file"]  # LOGGER=console,wandb was given: the file logger stays
+        assert config["reward"]["custom_reward_function"]["path"] == "pkg://uec_lab.smoke.reward"
+        # the paper runs' engine settings are what the smoke exercises
+        assert arr["model"]["use_remove_padding"] is True and arr["actor"]["use_dynamic_bsz"] is True
+    assert (text["data"]["max_prompt_length"], text["data"]["max_response_length"]) == (64, 16)
+    # VLM responses long enough to end early: equal-length M-RoPE batches trip a verl 0.9.1 bug (docs/vlm.md)
+    assert (vlm["data"]["max_prompt_length"], vlm["data"]["max_response_length"]) == (256, 512)
+    assert vlm["data"]["image_key"] == "images"
+    assert vlm["data"]["train_files"] == f"{smoke_dir}/build/vlm/geo3k_train.parquet"
+    assert vlm["actor_rollout_ref"]["model"]["use_fused_kernels"] is True
+    assert text["actor_rollout_ref"]["model"]["use_fused_kernels"] is False
