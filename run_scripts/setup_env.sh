@@ -13,7 +13,7 @@ if [ -z "$PY_BIN" ]; then
 fi
 [ -n "$PY_BIN" ] || { echo "error: Python 3.10-3.12 is required (verl 0.9.1 supports no other)" >&2; exit 1; }
 stamp="$VENV/.uec-installed"
-if [ ! -f "$stamp" ] || [ "$ROOT/setup.py" -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ "$ROOT/setup.py" -nt "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
   echo "[setup] creating $VENV and installing uec-rl (first run: about 2-3 minutes)" >&2
   setup_start=$(date +%s)
   [ -x "$VENV/bin/python" ] || "$PY_BIN" -m venv "$VENV"
