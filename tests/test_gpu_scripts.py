@@ -18,10 +18,9 @@ import threading
 from pathlib import Path
 
 import pytest
-import yaml
 from omegaconf import OmegaConf
 
-from uec_recipe.main_uec import DRY_RUN_HEADER, dry_run_config
+from uec_recipe.main_uec import dry_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ["uec", "uec_plus", "grpo", "dapo", "kl_cov", "entropy_adv"]
@@ -47,18 +46,8 @@ def script_env(env_extra: dict, **fixed) -> dict:
     return env
 
 
-def compose(script: str, *overrides: str, cwd=None, real_python=False, **env_extra) -> tuple[list[dict], str]:
-    """Run a GPU script under DRY_RUN=1: every configuration it composes (in order) and its stderr.
-
-    By default the script prints the command lines it would run (PRINT_COMMAND=1, no python started) and each is
-    composed and checked here, in this process, by uec_recipe.main_uec.dry_run_config: what the script's
-    ``python -m uec_recipe.main_uec`` does under UEC_DRY_RUN=1. ``real_python``: let the script run python itself
-    (scripts that run python for more than the trainer).
-    """
-    env = script_env(env_extra, DRY_RUN="1")
-    if not real_python:
-        env["PRINT_COMMAND"] = "1"
-    result = subprocess.run(
+def run_script(script: str, overrides, env: dict, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
         ["bash", str(REPO / "run_scripts/gpu" / script), *overrides],
         capture_output=True,
         text=True,
@@ -66,18 +55,17 @@ def compose(script: str, *overrides: str, cwd=None, real_python=False, **env_ext
         env=env,
         cwd=cwd,
     )
+
+
+def compose(script: str, *overrides: str, cwd=None, **env_extra) -> tuple[list[dict], str]:
+    """The configurations a GPU script composes, and its stderr: the script prints the command lines it would run
+    (DRY_RUN=1 PRINT_COMMAND=1, no python started) and each is composed and checked in this process, as
+    ``python -m uec_recipe.main_uec`` does under UEC_DRY_RUN=1."""
+    result = run_script(script, overrides, script_env(env_extra, DRY_RUN="1", PRINT_COMMAND="1"), cwd=cwd)
     assert result.returncode == 0, result.stderr[-3000:]
-    if not real_python:
-        commands = [shlex.split(line) for line in result.stdout.splitlines() if line.strip()]
-        assert commands and all(c[:3] == [sys.executable, "-m", "uec_recipe.main_uec"] for c in commands), commands
-        configs = [OmegaConf.to_container(dry_run_config(c[3:]), resolve=True) for c in commands]
-        return configs, result.stderr
-    assert "configuration composed and validated" in result.stderr
-    # each configuration follows its header; the next run's log lines ("[time][logger][LEVEL] - ...") follow it
-    parts = result.stdout.split(DRY_RUN_HEADER)[1:]
-    configs = [
-        yaml.safe_load("\n".join(line for line in part.splitlines() if not line.startswith("["))) for part in parts
-    ]
+    commands = [shlex.split(line) for line in result.stdout.splitlines() if line.strip()]
+    assert commands and all(c[:3] == [sys.executable, "-m", "uec_recipe.main_uec"] for c in commands), commands
+    configs = [OmegaConf.to_container(dry_run_config(c[3:]), resolve=True) for c in commands]
     return configs, result.stderr
 
 
@@ -94,13 +82,7 @@ def refused(script: str, *overrides: str, dry: bool = True, **env_extra) -> str:
         env["DRY_RUN"] = "1"
     else:
         env.pop("DRY_RUN", None)
-    result = subprocess.run(
-        ["bash", str(REPO / "run_scripts/gpu" / script), *overrides],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    result = run_script(script, overrides, env)
     assert result.returncode != 0, result.stdout[-2000:]
     assert "resolved configuration" not in result.stdout
     return result.stderr
