@@ -141,16 +141,17 @@ print(json.dumps({
 )
 
 
-def run_isolation_probe(broken_module: str, **env) -> tuple[dict, str]:
+def run_probe(code: str, argument: str, env: dict) -> tuple[dict, str]:
+    """Run ``code`` in a fresh interpreter; the JSON it prints last, and its stderr."""
     result = subprocess.run(
-        [sys.executable, "-c", ISOLATION_PROBE, broken_module],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, "VERL_PLATFORM": "cpu", **env},
+        [sys.executable, "-c", code, argument], capture_output=True, text=True, timeout=180, env=env
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+
+
+def run_isolation_probe(broken_module: str, **env) -> tuple[dict, str]:
+    return run_probe(ISOLATION_PROBE, broken_module, {**os.environ, "VERL_PLATFORM": "cpu", **env})
 
 
 def uec_warnings(stderr: str) -> list[str]:
@@ -230,15 +231,7 @@ print(json.dumps({"installed": installed, "failures": sorted(plugin.FAILURES)}))
 
 
 def run_server_log_probe(mode: str, **env) -> tuple[dict, str]:
-    result = subprocess.run(
-        [sys.executable, "-c", SERVER_LOG_PROBE, mode],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**{k: v for k, v in os.environ.items() if k != "UEC_SERVER_LOG"}, **env},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+    return run_probe(SERVER_LOG_PROBE, mode, {**{k: v for k, v in os.environ.items() if k != "UEC_SERVER_LOG"}, **env})
 
 
 def test_server_log_is_installed_after_the_vllm_server_imports_when_asked():
