@@ -356,6 +356,7 @@ def test_replay_waits_for_n0_rows_then_replays_with_frozen_advantages():
         s = run.run([[1, 0, 0, 0], [0, 1, 0, 0]])
     assert s.metrics["uec/replay_buffer_size"] == 8 and s.metrics["uec/replay_rows"] == 8
     assert s.metrics["uec/replay_mean_advantage"] == pytest.approx(1.5, abs=1e-4)
+    assert s.metrics["uec/replay_negative_share"] == 0.0  # Â > A0 admits positive rows only
     assert all(row.advantage == pytest.approx(1.5, abs=1e-4) for row in s.replayed)  # frozen at generation
 
 
@@ -377,6 +378,45 @@ def test_bad_input_is_named():
     planner = Scripted().planner
     with pytest.raises(ValueError, match="one of each per prompt"):
         planner.plan_exploration(["p1x0", "p1x1"], ["q0"], ["e0", "e1"], 1, 100)
+
+
+# ---- what the step reports -----------------------------------------------------------------------------------------
+
+
+def test_replay_negative_share_counts_the_replayed_rows_with_a_negative_advantage():
+    """The released code's |Â| > A0 admission also admits failures: a group with 3 of 4 correct has Â = −1.5 on its
+    wrong row. Step 1 admits two such rows; step 2 one more and a +1.5 row: 3 of the 4 replayed rows are negative."""
+    run = Scripted(
+        uec_overrides={"n0": 4, "exploration": {"enable": False}, "replay": {"frequency": 2, "admission": "abs_gt"}}
+    )
+    first = run.run([[1, 1, 1, 0], [1, 1, 1, 0]])
+    assert names(first.admission.admitted) == ["p1x0_3_0", "p1x1_3_0"]
+    assert "uec/replay_negative_share" not in first.metrics  # not a replay step
+    s = run.run([[1, 0, 0, 0], [1, 1, 1, 0]])
+    assert sorted(names(s.replayed)) == ["p1x0_3_0", "p1x1_3_0", "p2x0_0_0", "p2x1_3_0"]
+    assert s.metrics["uec/replay_negative_share"] == 0.75
+
+
+def test_exploration_group_successes_count_the_groups_by_correct_samples():
+    """Both prompts are difficult; exploration finds 2 of 4 for the first and nothing for the second. Every k from 0
+    to G' = 4 is reported, so the columns are the same on every step with exploration."""
+    run = Scripted(explorations=[[1, 0, 1, 0], [0, 0, 0, 0]])
+    s = run.run([[0, 0, 0, 0], [0, 0, 0, 0]])
+    found = {k: s.metrics.get(f"uec/exploration_group_successes/{k}") for k in range(6)}
+    assert found == {0: 1, 1: 0, 2: 1, 3: 0, 4: 0, 5: None}
+    s = run.run([[1, 0, 0, 0], [0, 1, 0, 0]])  # nothing difficult, nothing explored: no histogram
+    assert not [name for name in s.metrics if name.startswith("uec/exploration_group_successes/")]
+
+
+def test_exploration_group_successes_reach_the_adaptive_budgets_cap():
+    """With the adaptive budget a group can get up to its cap (2·G' = 8 samples), so k runs to 8."""
+    run = Scripted(
+        uec_overrides={"exploration": {"budget": "adaptive"}, "replay": {"enable": False}},
+        explorations=[[1, 1, 1, 0], [0, 0, 0, 1]],
+    )
+    s = run.run([[0, 0, 0, 0], [0, 0, 0, 0]])  # no history yet: 4 samples each
+    found = [s.metrics[f"uec/exploration_group_successes/{k}"] for k in range(9)]
+    assert found == [0, 1, 0, 1, 0, 0, 0, 0, 0] and "uec/exploration_group_successes/9" not in s.metrics
 
 
 # ---- beyond the paper: pipelined exploration and the adaptive budget ------------------------------------------------

@@ -333,11 +333,19 @@ class UECPlanner:
         }
         if exploration is not None:
             groups = group_rows(exploration.uids)
-            metrics["uec/difficult_solved_by_exploration"] = sum(
-                bool((exploration.accuracy[rows] > 0).any()) for rows in groups.values()
-            )
+            successes = [int((exploration.accuracy[rows] > 0).sum()) for rows in groups.values()]
+            metrics["uec/difficult_solved_by_exploration"] = sum(found > 0 for found in successes)
             metrics["uec/exploration_accuracy"] = float((exploration.accuracy > 0).float().mean())
+            # How many of this round's exploration groups found k correct samples, for every k a group can reach,
+            # so the columns are the same on every step with exploration.
+            largest = max([self.largest_exploration_group(), *(len(rows) for rows in groups.values())])
+            for k in range(largest + 1):
+                metrics[f"uec/exploration_group_successes/{k}"] = successes.count(k)
         return metrics
+
+    def largest_exploration_group(self) -> int:
+        """The most samples one exploration group gets: G', or the adaptive budget's cap."""
+        return int(self.uec.exploration.n if self.exploration_budget is None else self.exploration_budget.cap)
 
     def training_metrics(self, update_rows: Sequence[BufferedRow], replayed: Sequence[BufferedRow], step: int) -> dict:
         trained = list(update_rows) + list(replayed)
@@ -364,6 +372,9 @@ class UECPlanner:
                 )
         if replayed:
             metrics["uec/replay_mean_advantage"] = float(np.mean([row.advantage for row in replayed]))
+            # Negative rows in replay lower the probability of answers the policy gave; only the |Â| > A0 admission
+            # rule (the released code's) admits them (docs/algorithm.md, "The step", 7a).
+            metrics["uec/replay_negative_share"] = float(np.mean([row.advantage < 0 for row in replayed]))
         return metrics
 
     # ---- checkpoint ---------------------------------------------------------------------------------------------
