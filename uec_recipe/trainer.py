@@ -33,6 +33,7 @@ import os
 import uuid
 
 import numpy as np
+import torch
 import transfer_queue as tq
 from omegaconf import open_dict
 from tensordict import TensorDict
@@ -44,11 +45,18 @@ from verl.trainer.ppo.v1.utils import compute_advantage_for_multi_trajectories
 from verl.utils import tensordict_utils as tu
 from verl.utils.debug import marked_timer
 from verl.utils.debug.metrics import calculate_debug_metrics
-from verl.workers.utils.padding import response_to_nested
+from verl.workers.utils.padding import response_from_nested, response_to_nested
 
 from uec_recipe.algo.buffers import BufferedRow
 from uec_recipe.algo.config import UECConfig, load_and_validate, update_batch_rows
 from uec_recipe.algo.difficulty import sequence_accuracy, sequence_advantages
+from uec_recipe.algo.entropy_metrics import (
+    EXPLORATION,
+    REGULAR,
+    rollout_entropy_by_band,
+    row_band,
+    update_row_metrics,
+)
 from uec_recipe.algo.planner import ExplorationPlan, GeneratedRows, UECPlanner
 from uec_recipe.baselines import apply_entropy_advantage, entropy_adv_config
 from uec_recipe.checkpoint import (
@@ -241,6 +249,8 @@ class UECTrainer(PPOTrainerSync):
         else:
             # Every other method: the rows the step trained on are its rollout (DAPO: the groups it kept).
             metrics.update(self._rollout_entropy_metrics(batch, "entropy/regular_rollout"))
+            if self.config.trainer.get("critic_warmup", 0) <= global_steps:  # verl's actor update ran on them
+                metrics.update(self._update_row_metrics(batch, "main"))
             tokens = sum(tag["seq_len"] for tag in batch.tags if not tag.get("is_padding", False))
             metrics.update({"tokens/generated": tokens, "tokens/trained": tokens})
         metrics.update(self._grader_error_metrics(batch))
@@ -485,6 +495,7 @@ class UECTrainer(PPOTrainerSync):
         batch.fields = None
         with marked_timer("uec_bookkeeping", timing_raw, color="white"):
             metrics.update(self._entropy_by_origin(batch, rows))
+            metrics.update(self._update_row_metrics(batch, "main", rows))
             metrics.update(self._sync_check(rows))
         with marked_timer("update_actor", timing_raw, color="red"):
             batch = self._update_actor(batch, metrics=metrics)
@@ -508,11 +519,19 @@ class UECTrainer(PPOTrainerSync):
         return calculate_debug_metrics(DataProto(batch=data.to_padded_tensor()))
 
     def _replay_update(self, rows: list[BufferedRow], metrics: dict, timing_raw: dict) -> None:
-        """The extra update: no log-prob recompute, so the worker reads the stored old/ref log-probs and advantages."""
+        """The extra update: no log-prob recompute, so the worker reads the stored old/ref log-probs and advantages.
+
+        Before it, one forward pass measures π under the current weights on the replay rows for
+        ``entropy/update_rows/replay`` (``_current_log_probs``); it writes nothing the update reads.
+        """
         self.buffered_images.restore(tq, PARTITION, [r.key for r in rows])
         batch = KVBatchMeta(partition_id=PARTITION, keys=[r.key for r in rows], tags=[dict(r.tag) for r in rows])
         batch.extra_info["temperature"] = self.base_temperature
         batch = self._balance_batch(batch, metrics={})
+        with marked_timer("uec_replay/log_prob", timing_raw, color="blue"):
+            current = self._current_log_probs(batch)
+        with marked_timer("uec_bookkeeping", timing_raw, color="white"):
+            metrics.update(self._update_row_metrics(batch, "replay", rows, log_probs=current))
         replay_metrics: dict = {}
         with marked_timer("uec_replay/update_actor", timing_raw, color="red"):
             self._update_actor(batch, metrics=replay_metrics)
@@ -539,6 +558,78 @@ class UECTrainer(PPOTrainerSync):
                 metrics[f"uec/entropy_{name}"] = entropies / tokens
         return metrics
 
+    def _update_row_metrics(
+        self,
+        batch: KVBatchMeta,
+        update: str,
+        rows: list[BufferedRow] | None = None,
+        log_probs: dict[str, torch.Tensor] | None = None,
+    ) -> dict:
+        """``entropy/update_rows/<update>`` and ``entropy/cov_logp_adv/<update>`` over the rows of one actor update
+        (``uec_recipe/algo/entropy_metrics.py``), from the fields that update reads: ``old_log_probs``,
+        ``advantages`` (per token, as the loss sees them) and ``response_mask``. Padding rows are left out.
+
+        The entropy figure is the released code's ``actor/entropy_loss`` (597358816/EFRame,
+        ``verl/workers/actor/dp_actor.py``, ``update_policy``): mean −log π of the sampled tokens of the update's rows,
+        π the weights the update starts from. For a main update (and every method's one update) those are the old
+        log-probs verl computed right before it with the current weights, at the base temperature
+        (``actor_rollout_ref.rollout.temperature``, the one the update's ratio uses; 1.0 by default as in the
+        release, whose figure is at T = 1). A replay update's stored old log-probs date from the rows' first update,
+        so its π comes in ``log_probs`` (key -> response log-probs, ``_current_log_probs``); its covariance keeps
+        the stored old log-probs, which are the π_old its ratio uses. ``rows`` split both figures by origin.
+        """
+        keys = [key for key, tag in zip(batch.keys, batch.tags) if not tag.get("is_padding", False)]
+        if not keys:
+            return {}
+        fields = ["old_log_probs", "advantages", "response_mask"]
+        data = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=fields)
+        if set(fields) - set(data.keys()):
+            return {}
+        origins = None
+        if rows is not None:
+            exploration = {row.key for row in rows if row.exploration}
+            origins = [EXPLORATION if key in exploration else REGULAR for key in keys]
+        return update_row_metrics(
+            update,
+            data["old_log_probs"].unbind(),
+            data["advantages"].unbind(),
+            data["response_mask"].unbind(),
+            origins=origins,
+            log_probs=None if log_probs is None else [log_probs[key] for key in keys],
+        )
+
+    def _current_log_probs(self, batch: KVBatchMeta) -> dict[str, torch.Tensor]:
+        """log π of the sampled response tokens of ``batch`` under the current weights at the base temperature, by
+        key: one forward pass of verl's log-prob worker.
+
+        verl's actor update reports no sampled-token log-prob (its ``actor/entropy_loss`` is the full-vocabulary
+        entropy, and only with ``actor.calculate_entropy`` or an entropy coefficient), and in an update of several
+        mini-batches the later ones run on weights already moved; a separate pass before the update gives exactly
+        π at the start. It runs on a copy of the meta, so the update's own settings stay as they were, and without
+        the entropy output. The worker writes into the rows' ``log_probs`` field, verl's scratch field for
+        worker output (the old- and reference-log-prob passes both write there and copy it out): the actor update
+        never reads it, and the stored ``old_log_probs``, ``ref_log_prob`` and ``advantages`` the replay update
+        reads are not touched, so training is unchanged. The cost: one forward pass over the replay rows on replay
+        steps (timed as ``uec_replay/log_prob``).
+        """
+        probe = KVBatchMeta(
+            partition_id=batch.partition_id,
+            keys=list(batch.keys),
+            tags=[dict(tag) for tag in batch.tags],
+            extra_info={
+                **batch.extra_info,
+                "calculate_entropy": False,
+                "compute_loss": False,
+                "temperature": self.base_temperature,
+            },
+        )
+        self.actor_rollout_wg.compute_log_prob(probe)
+        data = tq.kv_batch_get(
+            keys=probe.keys, partition_id=probe.partition_id, select_fields=["log_probs", "response_mask"]
+        )
+        responses = response_from_nested(data["log_probs"], data["response_mask"])
+        return dict(zip(probe.keys, responses.unbind()))
+
     def _grader_error_metrics(self, meta: KVBatchMeta) -> dict:
         """``reward/grader_error_rate``: the share of the step's rollout samples scored 0 because their grader raised
         (``on_grader_error=zero``, docs/faults-data.md); nothing when no sample carries the count."""
@@ -556,18 +647,27 @@ class UECTrainer(PPOTrainerSync):
 
         q is the distribution the rollout sampled from (base temperature and top_p for regular rows; verl asks
         the rollout for its processed log-probs), and E_{a~q}[−log q(a)] is q's entropy. The same figure for every
-        method, with no extra forward pass (docs/algorithm.md, "Entropy").
+        method, with no extra forward pass (docs/algorithm.md, "Entropy"). ``<name>/<band>`` gives it per difficulty
+        band, for the rows whose dataset row names one (``extra_info.band``, ``row_band``).
         """
         if not self.config.actor_rollout_ref.rollout.calculate_log_probs:
             return {}
         keys = [key for key, tag in zip(meta.keys, meta.tags) if not tag.get("is_padding", False)]
         if not keys:
             return {}
-        data = tq.kv_batch_get(keys=keys, partition_id=meta.partition_id, select_fields=["rollout_log_probs"])
+        data = tq.kv_batch_get(
+            keys=keys, partition_id=meta.partition_id, select_fields=["rollout_log_probs", "extra_info"]
+        )
         if "rollout_log_probs" not in data.keys():
             return {}
         values = data["rollout_log_probs"].values()
-        return {name: float(-values.float().mean())} if values.numel() else {}
+        if not values.numel():
+            return {}
+        metrics = {name: float(-values.float().mean())}
+        if "extra_info" in data.keys():
+            bands = [row_band(extra_info) for extra_info in data["extra_info"]]
+            metrics.update(rollout_entropy_by_band(name, data["rollout_log_probs"].unbind(), bands))
+        return metrics
 
 
 def progress_line(metrics: dict, step: int, total_steps: int) -> str:

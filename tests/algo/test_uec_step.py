@@ -28,6 +28,7 @@ from uec_recipe.trainer import UECTrainer
 MAX_RESPONSE_LEN = 8
 SHORT = 3  # response length of a sample that ended with EOS
 LONG = MAX_RESPONSE_LEN  # a sample cut at max_response_length ("overlong")
+PROMPT_LEN = 2  # prompt tokens in front of the response in the log-prob worker's output
 
 
 class FakeTransferQueue:
@@ -150,7 +151,9 @@ def make_trainer(
     trainer.init_uec_state()
     trainer.global_steps, trainer.total_training_steps, trainer.use_reference_policy = 1, 100, True
     trainer.replay_buffer = FakeRollout(store)
-    trainer.calls = {"update": [], "explore": [], "old_log_prob": 0, "sleep": 0}
+    trainer.calls = {"update": [], "explore": [], "old_log_prob": 0, "sleep": 0, "updates_total": 0, "log_prob": []}
+    # The fake policy: log π of every response token of a row, given how many actor updates ran so far.
+    trainer.log_prob = lambda key, updates: -1.0
     trainer.checkpoint_manager = SimpleNamespace(sleep_replicas=lambda: trainer.calls.__setitem__("sleep", 1))
     script, exploration_script = deque(steps), deque(explorations)
 
@@ -177,14 +180,34 @@ def make_trainer(
             trainer.replay_buffer.add_group(uid, (samples + [0.0] * n)[:n], picture)
         return len(batch)
 
+    def current_log_probs(key):
+        response_mask = store.rows[key]["response_mask"]
+        return torch.full_like(response_mask, trainer.log_prob(key, trainer.calls["updates_total"]))
+
     def old_log_prob(batch, metrics):
         trainer.calls["old_log_prob"] += 1
         for key in batch.keys:
             store.rows[key]["entropy"] = torch.full_like(store.rows[key]["response_mask"], 0.5)
+            store.rows[key]["old_log_probs"] = current_log_probs(key)
         return batch
+
+    def compute_log_prob(meta):
+        """verl's log-prob worker: log π over prompt and response into the rows' ``log_probs`` field, a response
+        token's log-prob one position left of it; 99 marks the positions that belong to no response token."""
+        trainer.calls["log_prob"].append((list(meta.keys), dict(meta.extra_info)))
+        for key in meta.keys:
+            padding = torch.full((PROMPT_LEN - 1,), 99.0), torch.full((1,), 99.0)
+            store.rows[key]["log_probs"] = torch.cat([padding[0], current_log_probs(key), padding[1]])
+        return meta
 
     def update_actor(batch, metrics):
         trainer.calls["update"].append(list(batch.keys))
+        trainer.calls["updates_total"] += 1
+        # what the update reads as its old log-probs
+        trainer.calls.setdefault("update_old_log_probs", []).append(
+            {key: store.rows[key]["old_log_probs"].clone() for key in batch.keys}
+        )
+        trainer.calls.setdefault("update_settings", []).append(dict(batch.extra_info))
         inputs = [store.rows[k]["multi_modal_inputs"] for k in batch.keys]
         trainer.calls.setdefault("update_inputs", []).append(inputs)
         metrics["actor/pg_loss"] = 0.0
@@ -196,6 +219,7 @@ def make_trainer(
     trainer._compute_old_log_prob = old_log_prob
     trainer._compute_ref_log_prob = lambda batch, metrics: batch
     trainer._update_actor = update_actor
+    trainer.actor_rollout_wg = SimpleNamespace(compute_log_prob=compute_log_prob)
     return trainer, store
 
 
@@ -367,6 +391,207 @@ def test_rollout_entropy_is_the_mean_negative_log_prob_of_the_sampled_tokens(mon
     trainer._sync_check = lambda rows: {}
     metrics, _ = run_step(trainer)
     assert metrics["entropy/regular_rollout"] == pytest.approx(0.15)
+
+
+# ---- entropy measurements ------------------------------------------------------------------------------------------
+
+
+def test_the_main_update_logs_the_papers_entropy_and_the_covariance_over_its_rows(monkeypatch):
+    """Step 1: p1x0 = [1, 0, 0, 0] (lengths 2, 2, 4, 2), p1x1 all wrong and explored: e0 = [1, 0, 0, 0] (length 2).
+    Â = +1.5 for a group's one correct sample, −0.5 for the others. Survivors e0_0, p1x0_0..3; N0 = 4 pops
+    e0_0, p1x0_0, p1x0_1, p1x0_2, whose old log-probs (current weights) the fake policy sets per row:
+
+        row        origin       log π   tokens   Â
+        e0_0       exploration  −2.0    2        +1.5
+        p1x0_0     regular      −0.5    2        +1.5
+        p1x0_1     regular      −1.0    2        −0.5
+        p1x0_2     regular      −1.0    4        −0.5
+
+    entropy: (2·2 + 0.5·2 + 1·2 + 1·4) / 10 = 1.1 (per row it would be 1.125); regular 7 / 8 = 0.875; exploration 2.
+    Cov over the 10 tokens: E[log π·Â] − E[log π]·E[Â] = −4.5/10 − (−1.1)(0.3) = −0.12; regular tokens only:
+    E[log π·Â] = (−0.75·2 + 0.5·6) / 8 = 0.1875, E[Â] = 0, so 0.1875; one exploration row of equal tokens: 0.
+    """
+    trainer, store = make_trainer(
+        monkeypatch,
+        uec_overrides={"n0": 4},
+        steps=[[[(1, 2), (0, 2), (0, 4), (0, 2)], [0, 0, 0, 0]]],
+        explorations=[[(1, 2), 0, 0, 0]],
+    )
+    trainer.log_prob = lambda key, updates: {"e0_0_0": -2.0, "p1x0_0_0": -0.5}.get(key, -1.0)
+    metrics, _ = run_step(trainer)
+    assert trainer.calls["update"] == [["e0_0_0", "p1x0_0_0", "p1x0_1_0", "p1x0_2_0"]]
+    assert metrics["entropy/update_rows/main"] == pytest.approx(1.1, abs=1e-6)
+    assert metrics["entropy/update_rows/main/regular"] == pytest.approx(0.875, abs=1e-6)
+    assert metrics["entropy/update_rows/main/exploration"] == pytest.approx(2.0, abs=1e-6)
+    assert metrics["entropy/cov_logp_adv/main"] == pytest.approx(-0.12, abs=1e-5)
+    assert metrics["entropy/cov_logp_adv/main/regular"] == pytest.approx(0.1875, abs=1e-5)
+    assert metrics["entropy/cov_logp_adv/main/exploration"] == pytest.approx(0.0, abs=1e-9)
+    assert metrics["uec/replay_rows"] == 0 and not any("/replay" in name for name in metrics if "entropy" in name)
+    assert trainer.calls["log_prob"] == []  # no extra forward pass without a replay update
+
+
+def test_the_replay_update_measures_pi_under_the_current_weights_and_leaves_its_inputs_alone(monkeypatch):
+    """The released code's |Â| > A0 admission, replay every 2 steps, N0 = 4, no exploration. Steps 1 and 2 both roll
+    out [1, 1, 1, 0] (Â = +0.5 ×3, −1.5) and [1, 0, 0, 0] (+1.5, −0.5 ×3), all kept and trained; the −1.5 and +1.5
+    rows are admitted, so step 2 replays p1x0_3, p1x1_0, p2x0_3, p2x1_0 (3 tokens each).
+
+    The fake policy: log π = −c·(1 + u/2) after u updates, c = 0.5 for a correct row and 1 for a wrong one. The
+    stored old log-probs date from each row's own update (u = 0 for step 1's rows, u = 1 for step 2's); the replay
+    update starts from u = 2:
+
+        row       Â      stored log π_old   log π now
+        p1x0_3    −1.5   −1.0               −2.0
+        p1x1_0    +1.5   −0.5               −1.0
+        p2x0_3    −1.5   −1.5               −2.0
+        p2x1_0    +1.5   −0.75              −1.0
+
+    entropy/update_rows/replay = (2 + 1 + 2 + 1) / 4 = 1.5 (the stale log-probs would give 0.9375); the covariance
+    uses the π_old the replay's ratio uses: E[log π_old·Â] = (1.5 − 0.75 + 2.25 − 1.125) / 4 = 0.46875, E[Â] = 0.
+    """
+    trainer, store = make_trainer(
+        monkeypatch,
+        uec_overrides={
+            "n0": 4,
+            "exploration": {"enable": False},
+            "replay": {"frequency": 2, "admission": "abs_gt", "adv_threshold": 1.0},
+        },
+        steps=[[[1, 1, 1, 0], [1, 0, 0, 0]]] * 2,
+    )
+
+    def log_prob(key, updates):
+        uid, session, _ = key.split("_")
+        correct = int(session) < 3 if uid.endswith("x0") else session == "0"
+        return -(0.5 if correct else 1.0) * (1 + updates / 2)
+
+    trainer.log_prob = log_prob
+    first, _ = run_step(trainer)
+    assert first["uec/replay_rows"] == 0 and "entropy/update_rows/replay" not in first
+    second, _ = run_step(trainer)
+    replayed = {"p1x0_3_0", "p1x1_0_0", "p2x0_3_0", "p2x1_0_0"}
+    assert second["uec/replay_rows"] == 4 and set(trainer.calls["update"][1]) == replayed
+    assert second["entropy/update_rows/replay"] == pytest.approx(1.5, abs=1e-6)
+    assert second["entropy/update_rows/replay/regular"] == pytest.approx(1.5, abs=1e-6)
+    assert "entropy/update_rows/replay/exploration" not in second  # no exploration row was replayed
+    assert second["entropy/cov_logp_adv/replay"] == pytest.approx(0.46875, abs=1e-4)
+    assert second["uec/replay_negative_share"] == pytest.approx(0.5)
+    # step 2's main update: 4 correct rows at −0.75 and 4 wrong ones at −1.5 (u = 1)
+    assert second["entropy/update_rows/main"] == pytest.approx(1.125, abs=1e-6)
+
+    # one extra forward pass, on the replay rows, at the base temperature, without entropy ...
+    ((probed, settings),) = trainer.calls["log_prob"]
+    assert set(probed) == replayed
+    assert settings["temperature"] == 1.0 and settings["calculate_entropy"] is False
+    # ... and the replay update reads the old log-probs stored at each row's first update, with its own settings
+    stored = trainer.calls["update_old_log_probs"][-1]
+    assert {key: float(stored[key][0]) for key in replayed} == {
+        "p1x0_3_0": -1.0,
+        "p1x1_0_0": -0.5,
+        "p2x0_3_0": -1.5,
+        "p2x1_0_0": -0.75,
+    }
+    assert trainer.calls["update_settings"][-1] == {"temperature": 1.0}
+
+
+def with_rollout_fields(trainer, store, rollout_log_probs, extra_info):
+    """The sampled rows also carry the rollout's log-probs and their dataset row's extra_info (by key, by uid)."""
+    original = trainer.replay_buffer.sample
+
+    def sample(**kwargs):
+        meta, metrics = original(**kwargs)
+        for key in meta.keys:
+            store.rows[key]["rollout_log_probs"] = rollout_log_probs(key, len(store.rows[key]["response_mask"]))
+            store.rows[key]["extra_info"] = extra_info(key.split("_")[0])
+        return meta, metrics
+
+    trainer.replay_buffer.sample = sample
+    trainer.config.actor_rollout_ref.rollout.calculate_log_probs = True
+    trainer._sync_check = lambda rows: {}
+
+
+def test_rollout_entropy_is_split_by_the_band_in_extra_info(monkeypatch):
+    """Three prompts: an easy one, a hard one and one whose extra_info names no band (its data source ends in a
+    word, which is not read as a band). Rollout log-probs per token, by row:
+
+        easy  p1x0: session 0 one token at −0.4, sessions 1-3 three tokens at −0.1 -> (0.4 + 0.9) / 10 = 0.13
+        hard  p1x1: three tokens at −0.1·(session + 1)                            -> 3 · 1.0 / 12 = 0.25
+        none  p1x2: three tokens at −1.0                                          -> not split
+        all:  (1.3 + 3.0 + 12) / 34
+    """
+    trainer, store = make_trainer(
+        monkeypatch,
+        prompts=3,
+        steps=[[[(1, 1), 0, 0, 0], [0, 1, 0, 0], [1, 0, 0, 0]]],
+    )
+
+    def rollout_log_probs(key, length):
+        uid, session, _ = key.split("_")
+        value = {"p1x0": -0.4 if session == "0" else -0.1, "p1x1": -0.1 * (int(session) + 1), "p1x2": -1.0}[uid]
+        return torch.full((length,), value)
+
+    bands = {"p1x0": {"band": "easy", "index": 0}, "p1x1": {"band": "hard", "index": 1}, "p1x2": {"index": 2}}
+    with_rollout_fields(trainer, store, rollout_log_probs, bands.get)
+    metrics, _ = run_step(trainer)
+    assert metrics["entropy/regular_rollout"] == pytest.approx(16.3 / 34, abs=1e-6)
+    assert metrics["entropy/regular_rollout/easy"] == pytest.approx(0.13, abs=1e-6)
+    assert metrics["entropy/regular_rollout/hard"] == pytest.approx(0.25, abs=1e-6)
+    assert sorted(k for k in metrics if k.startswith("entropy/regular_rollout/")) == [
+        "entropy/regular_rollout/easy",
+        "entropy/regular_rollout/hard",
+    ]
+
+
+def test_every_other_method_logs_the_update_row_figures_of_its_one_update(monkeypatch):
+    """GRPO through the same trainer (uec.enable=false): the step's update trained on the rows step() returned, so
+    _compute_metrics reads the figures from them. A padding row (which verl's balancing may add) counts nowhere, nor
+    does a masked token (a tool reply inside a response).
+
+        row     band  log π_old (mask)              Â      rollout log q
+        g0_0    easy  −0.2, −0.4                    +1     −0.3 ×2
+        g0_1    easy  −1.0, −1.2                    −1     −0.5 ×2
+        g1_0    hard  −2, −2, (−100 masked), −2     +0.5   −1.0 ×4
+
+    entropy/update_rows/main = 8.8 / 7; Cov = E[log π·Â] − E[log π]·E[Â] = −1.4/7 − (−8.8/7)(1.5/7) = 3.4/49;
+    rollout entropy 5.6 / 8 = 0.7, easy 1.6 / 4 = 0.4, hard 1.0.
+    """
+    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+
+    trainer, store = make_trainer(monkeypatch, uec_overrides={"enable": False})
+    trainer.config.actor_rollout_ref.rollout.calculate_log_probs = True
+    monkeypatch.setattr(PPOTrainerSync, "_compute_metrics", lambda self, *args: None)
+    trainer._get_n_gpus_for_throughput = lambda: 1
+    rows = {
+        "g0_0_0": ("easy", [-0.2, -0.4], [1, 1], 1.0, -0.3),
+        "g0_1_0": ("easy", [-1.0, -1.2], [1, 1], -1.0, -0.5),
+        "g1_0_0": ("hard", [-2.0, -2.0, -100.0, -2.0], [1, 1, 0, 1], 0.5, -1.0),
+        "pad_0_0": ("easy", [-50.0, -50.0], [1, 1], 9.0, -50.0),
+    }
+    for key, (band, old_log_probs, mask, advantage, rollout_log_prob) in rows.items():
+        store.rows[key] = {
+            "old_log_probs": torch.tensor(old_log_probs),
+            "advantages": torch.full((len(mask),), advantage),
+            "response_mask": torch.tensor(mask, dtype=torch.float32),
+            "rollout_log_probs": torch.full((len(mask),), rollout_log_prob),
+            "extra_info": {"band": band},
+            "extra_fields": {"reward_extra_info": {}},
+        }
+    tags = [{"seq_len": 10 + len(row[2])} for row in rows.values()]
+    tags[-1]["is_padding"] = True
+    batch = KVBatchMeta(partition_id="train", keys=list(rows), tags=tags)
+
+    metrics = {}
+    trainer._compute_metrics(batch, metrics, {}, global_steps=1, epoch=0)
+    assert metrics["entropy/update_rows/main"] == pytest.approx(8.8 / 7, abs=1e-6)
+    assert metrics["entropy/cov_logp_adv/main"] == pytest.approx(3.4 / 49, abs=1e-6)
+    assert metrics["entropy/regular_rollout"] == pytest.approx(0.7, abs=1e-6)
+    assert metrics["entropy/regular_rollout/easy"] == pytest.approx(0.4, abs=1e-6)
+    assert metrics["entropy/regular_rollout/hard"] == pytest.approx(1.0, abs=1e-6)
+    assert not [name for name in metrics if name.startswith("entropy/update_rows/main/")]  # no origins outside UEC
+
+    # before critic warm-up ends verl runs no actor update, so there are no update rows to describe
+    trainer.config.trainer.critic_warmup = 2
+    metrics = {}
+    trainer._compute_metrics(batch, metrics, {}, global_steps=1, epoch=0)
+    assert "entropy/update_rows/main" not in metrics and "entropy/regular_rollout" in metrics
 
 
 def test_rows_are_put_in_an_order_independent_of_arrival(monkeypatch):
