@@ -82,3 +82,49 @@ def test_timing_table_skips_the_warm_up_step():
     assert "| gen | 1.500 | 50.0% |" in text
     assert "| uec_bookkeeping | 0.030 | 1.0% |" in text
     assert "| whole step | 3.000 | 100% |" in text
+
+
+def test_summary_reports_each_entropy_figure_and_what_replay_and_exploration_trained_on():
+    histogram = "uec/exploration_group_successes/"
+    logged = {
+        1: {"entropy/regular_rollout/hard": 1.5, "entropy/regular_rollout/easy": 0.4},
+        2: {
+            "entropy/update_rows/main": 0.9,
+            "entropy/update_rows/main/regular": 0.8,
+            "entropy/update_rows/main/exploration": 1.6,
+            "entropy/cov_logp_adv/main": -0.01,
+            **{histogram + "0": 2, histogram + "1": 1, histogram + "2": 0},
+        },
+        3: {"entropy/update_rows/replay": 0.5, "entropy/cov_logp_adv/replay": 0.02, "uec/replay_negative_share": 0.25},
+        4: {
+            "entropy/regular_rollout/easy": 0.2,
+            "entropy/update_rows/main": 0.7,
+            **{histogram + "0": 1, histogram + "1": 0, histogram + "2": 1},
+        },
+        5: {"entropy/update_rows/replay": 0.3, "entropy/cov_logp_adv/replay": 0.02, "uec/replay_negative_share": 0.75},
+    }
+    rows = [
+        {"step": k, "training/global_step": k, "uec/update_ran": 1, "entropy/regular_rollout": 1.0 / k, **data}
+        for k, data in logged.items()
+    ]
+    lines = build_summary(rows, "uec").splitlines()
+    # first and last logged value of each figure (a window of one: each has at most three values here)
+    easy = lines.index("| rollout entropy, easy prompts | 0.400 (1) | 0.200 (4) |")
+    hard = lines.index("| rollout entropy, hard prompts | 1.500 (1) | 1.500 (1) |")
+    assert easy < hard  # bands in ladder order
+    assert "| update-row entropy, the paper's figure (entropy/update_rows/main) | 0.900 (2) | 0.700 (4) |" in lines
+    assert "| update-row entropy, exploration rows | 1.600 (2) | 1.600 (2) |" in lines
+    assert "| update-row entropy, replay updates | 0.500 (3) | 0.300 (5) |" in lines
+    assert "| Cov(log π_old, Â), main update | -0.010 (2) | -0.010 (2) |" in lines
+    assert "| Cov(log π_old, Â), replay updates | 0.020 (3) | 0.020 (5) |" in lines
+    # over the run: exploration groups by correct samples, and the mean negative share of the replay updates
+    assert "| exploration groups with 0 correct samples | 3 |" in lines
+    assert "| exploration groups with 1 correct sample | 1 |" in lines
+    assert "| exploration groups with 2 correct samples | 1 |" in lines
+    assert "| share of negative rows in a replay update (mean of 2) | 0.500 |" in lines
+
+
+def test_summary_of_a_run_without_the_new_figures_has_no_rows_for_them():
+    rows = [{"step": 1, "training/global_step": 1, "critic/score/mean": 0.5, "entropy/regular_rollout": 0.3}]
+    text = build_summary(rows, "grpo")
+    assert "update-row entropy" not in text and "Cov(" not in text and "prompts |" not in text

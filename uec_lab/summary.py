@@ -20,6 +20,7 @@ STAGES = [
     "old_log_prob",
     "ref",
     "update_actor",
+    "uec_replay/log_prob",
     "uec_replay/update_actor",
     "uec_bookkeeping",
     "update_weights",
@@ -154,6 +155,36 @@ def ladder_section(report_path) -> list[str]:
     ]
 
 
+def exploration_success_rows(training: list[dict]) -> list[str]:
+    """Exploration groups over the run by how many correct samples they found (``uec/exploration_group_successes``)."""
+    prefix = "uec/exploration_group_successes/"
+    ks = sorted({int(k[len(prefix) :]) for r in training for k in r if k.startswith(prefix)})
+    return [
+        f"| exploration groups with {k} correct sample{'' if k == 1 else 's'} | "
+        f"{int(sum(r.get(prefix + str(k), 0) for r in training))} |"
+        for k in ks
+    ]
+
+
+def entropy_rows(rows: list[dict]) -> list[tuple[str, str]]:
+    """The entropy figures a run logged (docs/algorithm.md, "Entropy: which figure is which"), labelled for the
+    start/end table: the rollout's, per band, the paper's update-row figure and Cov(log π_old, Â) per update."""
+    prefix = "entropy/regular_rollout/"
+    bands = sorted(
+        {k[len(prefix) :] for r in rows for k in r if k.startswith(prefix)}, key=lambda b: (BAND_ORDER.get(b, 9), b)
+    )
+    return [
+        ("rollout entropy (entropy/regular_rollout)", "entropy/regular_rollout"),
+        *[(f"rollout entropy, {band} prompts", prefix + band) for band in bands],
+        ("update-row entropy, the paper's figure (entropy/update_rows/main)", "entropy/update_rows/main"),
+        ("update-row entropy, regular rows", "entropy/update_rows/main/regular"),
+        ("update-row entropy, exploration rows", "entropy/update_rows/main/exploration"),
+        ("update-row entropy, replay updates", "entropy/update_rows/replay"),
+        ("Cov(log π_old, Â), main update", "entropy/cov_logp_adv/main"),
+        ("Cov(log π_old, Â), replay updates", "entropy/cov_logp_adv/replay"),
+    ]
+
+
 def build_summary(
     rows: list[dict],
     algo: str,
@@ -174,7 +205,7 @@ def build_summary(
     tracked = [
         ("training accuracy (regular rollout)", "critic/score/mean"),
         *[(f"validation {data_source_of(k, 2)} {k.split('/')[-1]}", k) for k in val_keys],
-        ("rollout entropy (entropy/regular_rollout)", "entropy/regular_rollout"),
+        *entropy_rows(training),
         ("response length (mean tokens)", "response_length/mean"),
     ]
     for label, key in tracked:
@@ -191,6 +222,11 @@ def build_summary(
         replay_updates = max((r.get("uec/replay_updates_total", 0) for r in training), default=0)
         lines.append(f"| steps that skipped the update (buffer below N0) | {skipped} |")
         lines.append(f"| replay (stabilizer) updates | {int(replay_updates)} |")
+        lines += exploration_success_rows(training)
+        negative = [r["uec/replay_negative_share"] for r in training if "uec/replay_negative_share" in r]
+        if negative:
+            mean = sum(negative) / len(negative)
+            lines.append(f"| share of negative rows in a replay update (mean of {len(negative)}) | {mean:.3f} |")
     lines += passk_table(rows, grader)
     lines += ladder_section(demo_report)
     lines += timing_table(rows)
