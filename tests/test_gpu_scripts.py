@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from uec_recipe.main_uec import dry_run_config
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ["uec", "uec_plus", "grpo", "dapo", "kl_cov", "entropy_adv"]
+METHODS = ["uec", "uec_plus", "uec_release", "uec_same_temp", "grpo", "dapo", "kl_cov", "entropy_adv"]
 # variables the scripts forward to the Ray workers: cleared from the test's environment unless a test sets them
 FORWARDED_UNLESS_GIVEN = [
     "VERL_FILE_LOGGER_PATH",
@@ -128,8 +128,13 @@ def check_method(config: dict, method: str) -> None:
         options = ("pipelined", "adaptive") if method == "uec_plus" else ("sync", "fixed")
         assert (uec["exploration"]["schedule"], uec["exploration"]["budget"]) == options
         assert algorithm["adv_estimator"] == "uec"
-        assert (uec["exploration"]["n"], uec["exploration"]["temperature"]) == (20, 1.2)
-        assert uec["exploration"]["retention"] == "positive" and uec["retention"]["regular_abs_adv"] == 0.05
+        # T' = 1.2, or T' = T = 1.0 for the control that isolates the exploration temperature
+        temperature = config["actor_rollout_ref"]["rollout"]["temperature"] if method == "uec_same_temp" else 1.2
+        assert (uec["exploration"]["n"], uec["exploration"]["temperature"]) == (20, temperature)
+        # the paper's retention and the later branch's admission, or the released code's rules for both
+        rules = ("abs_gt_1", "abs_gt") if method == "uec_release" else ("positive", "gt")
+        assert (uec["exploration"]["retention"], uec["replay"]["admission"]) == rules
+        assert uec["retention"]["regular_abs_adv"] == 0.05
         assert (uec["replay"]["adv_threshold"], uec["replay"]["capacity_multiple"], uec["replay"]["frequency"]) == (
             1.0,
             2,
@@ -195,6 +200,25 @@ def test_geo3k_scripts(method):
     assert config["data"]["val_files"] == "/data/uec/geo3k_test.parquet"
     assert config["data"]["image_key"] == "images"
     assert config["data"]["mm_processor_kwargs"] == {"min_pixels": 262144, "max_pixels": 4194304}
+
+
+def test_matched_grpo_needs_the_tasks_matched_n(tmp_path):
+    # algo=grpo_matched on a task without task_algo/<task>_grpo_matched.yaml stops at composition, naming the file
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException, match="Could not find 'task_algo/math_text_grpo_matched'"):
+        compose("text_grpo.sh", "algo=grpo_matched")
+    # with the file (here on hydra's search path) the GPU run is the paper's GRPO with the task's n
+    (tmp_path / "task_algo").mkdir()
+    (tmp_path / "task_algo" / "math_text_grpo_matched.yaml").write_text(
+        "# @package _global_\nactor_rollout_ref:\n  rollout:\n    n: 6\n"
+    )
+    search = f"hydra.searchpath=[pkg://verl.trainer.config,file://{tmp_path}]"
+    configs, _ = compose("text_grpo.sh", "algo=grpo_matched", search)
+    config = configs[0]
+    assert config["actor_rollout_ref"]["rollout"]["n"] == 6 and config["algorithm"]["adv_estimator"] == "grpo"
+    assert config["uec"]["enable"] is False and config["data"]["train_batch_size"] == 512
+    check_engine_settings(config)
 
 
 def test_knobs_and_extra_overrides_reach_the_config():

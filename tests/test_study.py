@@ -143,6 +143,23 @@ def test_each_baseline_is_compared_with_uec_rl_per_band_with_welchs_interval(tmp
     assert not any(line.startswith("- w/o replay (") for line in lines)
 
 
+def test_seeds_without_spread_are_reported_as_such_not_as_an_interval_excluding_zero(tmp_path):
+    levels = ["L08-medium", "L13-hard"]
+    seeds = {"uec": [(0.50, 0.10), (0.50, 0.12)], "dapo": [(0.60, 0.07), (0.60, 0.08)]}  # medium: no spread
+    runs = {
+        method: [
+            _finished_levels(tmp_path / "runs" / method / f"seed{k}", dict(zip(levels, v))) for k, v in enumerate(vs, 1)
+        ]
+        for method, vs in seeds.items()
+    }
+    _finished_levels(tmp_path / "runs" / "base" / "seed1", dict(zip(levels, (0.40, 0.04))))
+    (line,) = [line for line in claim_lines(tmp_path, runs, levels) if line.startswith("- DAPO")]
+    assert line.startswith("- DAPO (2 seeds): medium +10.0, no spread (2 seeds), hard ")
+    # GRPO's gain over a single base evaluation, every seed alike: the ratio to it is left out, and says why
+    grpo = {"grpo": [_finished_run(tmp_path / "runs" / "grpo" / f"seed{k}", 0.5) for k in (1, 2)]}
+    assert "no spread" in relative_improvement_note(tmp_path, grpo, ["L08-medium"])
+
+
 def test_each_run_composes_the_study_groups_then_its_method(tmp_path):
     import sys
 

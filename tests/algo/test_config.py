@@ -180,3 +180,94 @@ def test_sequence_parallel_ranks_share_a_batch():
         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=32",
     )
     load_and_validate(config)
+
+
+# ---- the controls' presets (docs/baselines.md, "Controls") --------------------------------------------------------
+
+
+def changed_keys(config, reference) -> dict:
+    """Every leaf whose value differs between two composed configurations: {dotted key: (value, reference value)}.
+    Interpolations are compared unresolved: keys derived from a changed one (verl copies rollout.n and the experiment
+    name into several sections) are not changes of their own."""
+    from omegaconf import OmegaConf
+
+    def leaves(node, prefix=""):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield from leaves(value, f"{prefix}{key}.")
+        else:
+            yield prefix[:-1], node
+
+    ours = dict(leaves(OmegaConf.to_container(config)))
+    theirs = dict(leaves(OmegaConf.to_container(reference)))
+    keys = ours.keys() | theirs.keys()
+    return {key: (ours.get(key), theirs.get(key)) for key in keys if ours.get(key) != theirs.get(key)}
+
+
+def test_the_release_preset_is_the_reference_with_the_released_rules():
+    config = composed("algo=uec_release")
+    uec = load_and_validate(config)
+    assert (uec.exploration.retention, uec.replay.admission) == ("abs_gt_1", "abs_gt")
+    assert changed_keys(config, composed("algo=uec")) == {
+        "uec.exploration.retention": ("abs_gt_1", "positive"),
+        "uec.replay.admission": ("abs_gt", "gt"),
+        "trainer.experiment_name": ("uec_release", "uec"),
+    }
+
+
+def test_the_same_temperature_preset_explores_at_the_rollout_temperature():
+    config = composed("algo=uec_same_temp")
+    assert load_and_validate(config).exploration.temperature == config.actor_rollout_ref.rollout.temperature == 1.0
+    assert changed_keys(config, composed("algo=uec")) == {
+        "uec.exploration.temperature": ("${actor_rollout_ref.rollout.temperature}", 1.2),
+        "trainer.experiment_name": ("uec_same_temp", "uec"),
+    }
+    # an interpolation, not a copy: T' follows whatever sets T
+    moved = composed("algo=uec_same_temp", "actor_rollout_ref.rollout.temperature=0.7")
+    assert load_and_validate(moved).exploration.temperature == 0.7
+
+
+@pytest.mark.parametrize("preset", ["uec_release", "uec_same_temp"])
+def test_the_control_presets_pass_every_check_on_the_cpu_platform(preset):
+    from uec_recipe.main_uec import dry_run_config
+
+    config = dry_run_config(["platform=cpu", "task=digit_sum", f"algo={preset}"])
+    assert config.uec.enable and config.actor_rollout_ref.rollout.name == "hf"
+    assert config.trainer.experiment_name == preset
+
+
+@pytest.mark.parametrize("task, missing", [("digit_sum", "digit_sum_grpo_matched"), (None, "None_grpo_matched")])
+def test_matched_grpo_without_the_tasks_matched_n_does_not_compose(task, missing):
+    # no silent fallback to plain GRPO: the preset requires task_algo/<task>_grpo_matched.yaml
+    from hydra.errors import MissingConfigException
+
+    overrides = ["algo=grpo_matched", *([f"task={task}"] if task else [])]
+    with pytest.raises(MissingConfigException, match=f"Could not find 'task_algo/{missing}'"):
+        composed(*overrides)
+
+
+def matched_n_folder(folder: Path, task: str, n: int) -> str:
+    """A config folder holding task_algo/<task>_grpo_matched.yaml, and the override that adds it to hydra's search
+    path (after verl's, as uec_trainer.yaml has it): a task's matched n without a file in the package."""
+    (folder / "task_algo").mkdir(parents=True)
+    (folder / "task_algo" / f"{task}_grpo_matched.yaml").write_text(
+        f"# @package _global_\nactor_rollout_ref:\n  rollout:\n    n: {n}\n"
+    )
+    return f"hydra.searchpath=[pkg://verl.trainer.config,file://{folder}]"
+
+
+def test_matched_grpo_is_grpo_with_the_tasks_samples_per_prompt(tmp_path):
+    from uec_recipe.main_uec import dry_run_config
+
+    search = matched_n_folder(tmp_path, "digit_sum", 9)
+    config = dry_run_config(["platform=cpu", "task=digit_sum", "algo=grpo_matched", search])
+    grpo = dry_run_config(["platform=cpu", "task=digit_sum", "algo=grpo"])
+    # the task's file wins over the task's own n (4): it is loaded again after the task group
+    assert changed_keys(config, grpo) == {
+        "actor_rollout_ref.rollout.n": (9, 4),
+        "trainer.experiment_name": ("grpo_matched", "grpo"),
+    }
+    assert config.algorithm.adv_estimator == "grpo" and not config.uec.enable
+    # the study's setting group sets n = 5 after the task: the matched n still wins
+    study = composed("platform=cpu", "task=digit_sum", "setting=study", "algo=grpo_matched", search)
+    assert study.actor_rollout_ref.rollout.n == 9

@@ -218,6 +218,17 @@ def test_seeds_give_mean_and_interval_and_grouped_columns_average_per_seed(tmp_p
     assert passk.header[0] == "Method" and "±" in rows_by_label(passk)["GRPO"]["pass@1"]
 
 
+def test_seeds_that_agree_have_no_spread_not_a_zero_interval(tmp_path):
+    for seed, (l1, l2) in enumerate([(50.0, 20.0), (50.0, 30.0)], 1):
+        write_summary(tmp_path / f"grpo{seed}", "l1", l1)
+        write_summary(tmp_path / f"grpo{seed}", "l2", l2)
+    runs = {"methods": {"GRPO": {"seeds": ["grpo1", "grpo2"]}}, "tables": [{"title": "t", "benchmarks": ["l1", "l2"]}]}
+    (table,) = tables.build_tables(runs, relative_to=tmp_path)
+    grpo = rows_by_label(table)["GRPO"]
+    assert grpo["l1"] == "**50.00, no spread (2 seeds)**" and "±" in grpo["l2"]
+    assert any("no spread" in note for note in table.notes)
+
+
 def test_seeds_evaluated_differently_are_refused(tmp_path):
     write_summary(tmp_path / "s1", "l1", 50.0)
     write_summary(tmp_path / "s2", "l1", 50.0, settings={**SETTINGS, "n": 4})

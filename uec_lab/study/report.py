@@ -122,7 +122,10 @@ def _fmt(estimate: Estimate | None, scale=100.0, digits=1, signed=False) -> str:
 
 
 def _with_verdict(estimate: Estimate) -> str:
-    """A signed difference in points with its interval and whether that interval excludes 0."""
+    """A signed difference in points with its interval and whether that interval excludes 0 (seeds without spread
+    have no interval to exclude anything: "no spread (k seeds)" says so)."""
+    if estimate.no_spread:
+        return _fmt(estimate, signed=True)
     verdict = "excludes 0" if estimate.excludes_zero() else "does not exclude 0"
     return f"{_fmt(estimate, signed=True)} ({verdict})"
 
@@ -204,7 +207,12 @@ def relative_improvement_note(out: Path, runs: Mapping[str, Sequence[Path]], ben
     gain = gain_over_base(grpo, per_seed_band_values(base_eval_dirs(out), benchmarks))
     if gain.excludes_zero():
         return ""
-    why = "has no interval" if gain.half_width is None else "has an interval that includes 0"
+    if gain.half_width is None:
+        why = "has no interval"
+    elif gain.no_spread:
+        why = "has no spread over seeds to build an interval from"
+    else:
+        why = "has an interval that includes 0"
     return (
         "The paper's relative improvement over GRPO, (method − base) / (GRPO − base) − 1, is left out of these "
         f"tables: GRPO's gain over the base model on the Average, {_fmt(gain, signed=True)} points, {why}, so the "

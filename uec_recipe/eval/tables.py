@@ -241,7 +241,8 @@ def _seed_note(results: Mapping[str, Mapping[str, dict[str, Any]]]) -> list[str]
     counts = ", ".join(f"{label} {count}" for label, count in seeds.items())
     return [
         f"Seeds per row: {counts}. A cell with several seeds is their mean ± the half-width of its 95% t-interval "
-        "(Student's t with seeds - 1 degrees of freedom; wide with 2-3 seeds); a single-seed cell has no interval."
+        "(Student's t with seeds - 1 degrees of freedom; wide with 2-3 seeds); a single-seed cell has no interval, "
+        'and "no spread" marks a cell whose seeds all gave the same value (no interval to build).'
     ]
 
 
@@ -249,7 +250,9 @@ def _cell(estimate: Estimate | None, bold: bool = False) -> str:
     if estimate is None:
         return "-"
     text = f"{100.0 * estimate.mean:.2f}"
-    if estimate.half_width is not None:
+    if estimate.no_spread:
+        text += f", no spread ({estimate.seeds} seeds)"
+    elif estimate.half_width is not None:
         text += f" ± {100.0 * estimate.half_width:.2f}"
     return f"**{text}**" if bold else text
 
