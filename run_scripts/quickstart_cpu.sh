@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The CPU quickstart: trains the embedded digit-sum policy with the real verl trainer on CPU.
-#   bash run_scripts/quickstart_cpu.sh [--steps N] [--algo NAME] [--task text|vlm] [--out DIR] [-- hydra overrides...]
-# Creates .venv on first use, builds (or reuses) the tiny model and data, trains, and writes
+# The CPU quickstart: trains the shipped task-v2 policy (carry-less chain sums) with the real verl trainer on CPU.
+#   bash run_scripts/quickstart_cpu.sh [--steps N] [--algo NAME] [--task chains|digits|vlm] [--out DIR] [-- overrides...]
+# Creates .venv on first use, takes the tiny model and data (chains: shipped in assets/chain_sum/, hash-checked;
+# digits, vlm: built on this machine and cached), trains, and writes
 # DIR/metrics.jsonl (verl's metrics, one line per step), DIR/curves.png and DIR/summary.md.
 set -euo pipefail
 
@@ -12,11 +13,11 @@ main() {
 
   STEPS=20
   ALGO=uec
-  TASK=text
+  TASK=chains
   OUT="$ROOT/outputs/quickstart"
   EXTRA_OVERRIDES=()
   usage() {
-    echo "usage: bash run_scripts/quickstart_cpu.sh [--steps N] [--algo NAME] [--task text|vlm] [--out DIR]" \
+    echo "usage: bash run_scripts/quickstart_cpu.sh [--steps N] [--algo NAME] [--task chains|digits|vlm] [--out DIR]" \
       "[-- hydra overrides...]" >&2
     exit 2
   }
@@ -35,7 +36,7 @@ main() {
   [ -f "$ROOT/uec_recipe/config/algo/$ALGO.yaml" ] || {
     echo "--algo must be one of: $(ls "$ROOT/uec_recipe/config/algo" | sed 's/\.yaml$//' | tr '\n' ' ')" >&2; exit 2; }
 
-  case "$TASK" in text|vlm) ;; *) echo "--task must be text or vlm, got '$TASK'" >&2; exit 2 ;; esac
+  case "$TASK" in chains|digits|vlm) ;; *) echo "--task must be chains, digits or vlm, got '$TASK'" >&2; exit 2 ;; esac
 
   source "$ROOT/run_scripts/setup_env.sh"
   # The CPU platform plugin (uec_recipe/cpu/platform.py) is loaded in every process that sees VERL_PLATFORM=cpu.
@@ -45,13 +46,17 @@ main() {
   # the paper's values are in uec_trainer.yaml. The demo builder sets DEMO_MODEL etc. (run_scripts/demo_env.sh).
   source "$ROOT/run_scripts/demo_env.sh"
   local task_group
-  if [ "$TASK" = vlm ]; then
-    task_group=vlm_counting  # the tiny vision-language policy and its counting task
-    load_demo_env "$PY" uec_lab.demo.vlm
-  else
-    task_group=digit_sum
-    load_demo_env "$PY" uec_lab.demo.build
-  fi
+  case "$TASK" in
+    chains)
+      task_group=chain_sum  # task v2: the shipped base policy, the same on every machine (no warm start)
+      load_demo_env "$PY" uec_lab.demo.chain_build ;;
+    digits)
+      task_group=digit_sum  # the first CPU task: 5-token answers, built and warm-started on this machine
+      load_demo_env "$PY" uec_lab.demo.build ;;
+    vlm)
+      task_group=vlm_counting  # the tiny vision-language policy and its counting task
+      load_demo_env "$PY" uec_lab.demo.vlm ;;
+  esac
 
   mkdir -p "$OUT"
   OUT="$(cd "$OUT" && pwd)"

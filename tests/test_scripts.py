@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
         (["--steps", "zero"], "--steps must be a positive integer"),
         (["--steps"], "usage:"),
         (["--algo", "ppo2"], "--algo must be one of"),
-        (["--task", "audio"], "--task must be text or vlm"),
+        (["--task", "audio"], "--task must be chains, digits or vlm"),
     ],
 )
 def test_quickstart_rejects_bad_flags(args, message):

@@ -168,7 +168,7 @@ def test_each_run_composes_the_study_groups_then_its_method(tmp_path):
     demo = study.Demo(*(Path("/demo") / n for n in ("model", "train.parquet", "test.parquet", "eval", "report")))
     for method, check in (
         ("kl_cov", lambda c: c.actor_rollout_ref.actor.ppo_mini_batch_size == 16),  # the method's override wins
-        ("dapo", lambda c: c.reward.reward_kwargs.overlong_buffer_cfg.len == 4),  # task_algo/digit_sum_dapo.yaml
+        ("dapo", lambda c: c.reward.reward_kwargs.overlong_buffer_cfg.len == 24),  # task_algo/chain_sum_dapo.yaml
         ("uec_no_replay", lambda c: c.uec.enable and not c.uec.replay.enable),
     ):
         command = study.train_command(study.RunSpec(method, 2, 7), demo, tmp_path / method, study.STUDY_GROUPS)

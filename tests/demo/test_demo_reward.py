@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from uec_lab.demo import build, ladder
+from uec_lab.demo import build, chain, chain_build, ladder
 from uec_lab.demo.reward import DEMO_DATA_SOURCES, compute_score
 from uec_recipe.reward import GRADERS, describe_grader
 
@@ -41,9 +41,12 @@ def test_digit_sum_is_exact_under_both_graders(grader, response, expected, pred)
     assert result == {"score": expected, "acc": expected, "pred": pred}
 
 
-def test_every_data_source_the_build_writes_is_registered():
-    # Training rows use DATA_SOURCE; validation rows name their band (build.rl_rows), unsolved levels are never rows.
-    written = {build.DATA_SOURCE} | {build.band_data_source(band) for band in (*ladder.BANDS, ladder.BETWEEN)}
+def test_every_data_source_the_builds_write_is_registered():
+    # Training rows use the task's DATA_SOURCE; validation rows name their band (rl_rows of build.py and
+    # chain_build.py); unsolved levels are never rows.
+    bands = (*ladder.BANDS, ladder.BETWEEN)
+    written = {build.DATA_SOURCE, chain.DATA_SOURCE}
+    written |= {build.band_data_source(band) for band in bands} | {chain_build.band_data_source(b) for b in bands}
     assert set(DEMO_DATA_SOURCES) == written
     for source in written:
         assert compute_score(source, "so #### 12", "12")["acc"] == 1.0
@@ -51,7 +54,7 @@ def test_every_data_source_the_build_writes_is_registered():
         assert described.startswith("registered grader grade_digit_sum from ")
         assert described.endswith(
             "uec_lab/demo/reward.py: " + "exact integer after the last '####' "
-            "(the CPU demo task; the same under both graders)"
+            "(the CPU demo tasks; the same under both graders)"
         )
 
 

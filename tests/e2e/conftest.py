@@ -41,7 +41,7 @@ AGENT_LOG = "agent_requests.jsonl"
 
 
 def run_quickstart(
-    out: Path, steps: int, algo: str = "uec", overrides=(), env_extra=None, task: str = "text"
+    out: Path, steps: int, algo: str = "uec", overrides=(), env_extra=None, task: str = "digits"
 ) -> tuple[list[dict], list[dict]]:
     request_log = out / "rollout_requests.jsonl"
     env = {**os.environ, "UEC_ROLLOUT_REQUEST_LOG": str(request_log), **(env_extra or {})}
@@ -57,7 +57,7 @@ def run_quickstart(
 
 @pytest.fixture(scope="session")
 def quickstart():
-    """``quickstart(out, steps, algo="uec", overrides=(), env_extra=None, task="text")`` → (metric rows, requests)."""
+    """``quickstart(out, steps, algo="uec", overrides=(), env_extra=None, task="digits")`` → (metric rows, requests)."""
     return run_quickstart
 
 

@@ -45,7 +45,16 @@ class Run:
         self.out = out
         out.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "UEC_ROLLOUT_REQUEST_LOG": str(out / "rollout_requests.jsonl"), **(env_extra or {})}
-        cmd = ["bash", str(REPO / "run_scripts/quickstart_cpu.sh"), "--steps", str(steps), "--algo", "uec"]
+        cmd = [
+            "bash",
+            str(REPO / "run_scripts/quickstart_cpu.sh"),
+            "--steps",
+            str(steps),
+            "--algo",
+            "uec",
+            "--task",
+            "digits",
+        ]
         cmd += ["--out", str(out), "--", *SMALL, *overrides]
         self.console = open(out / "console.log", "w")
         # its own session: everything the run starts (Ray's services and workers included) can be ended by group
@@ -260,7 +269,7 @@ def test_a_train_file_with_a_row_without_ground_truth_is_refused_by_file_and_row
 
 # A reward file of the kind docs/faults-data.md describes: the demo's grader, raising on every answer whose gold sum
 # is a multiple of 7 (about one prompt in seven), as a grader bug on some rows would.
-FLAKY_REWARD = '''
+FLAKY_REWARD = """
 from uec_lab.demo.reward import compute_score, grade_digit_sum  # registers the demo's graders
 from uec_recipe.reward import register_grader
 
@@ -272,7 +281,7 @@ def flaky(solution_str, ground_truth, extra_info=None, grader="paper"):
 
 
 register_grader("uec_demo/digit_sum", flaky)
-'''
+"""
 
 
 @pytest.mark.faults

@@ -1,4 +1,4 @@
-"""The CPU demo's reward file: registers the digit-sum grader with the recipe and re-exports its ``compute_score``.
+"""The CPU demos' reward file: registers the demo tasks' grader with the recipe and re-exports its ``compute_score``.
 
 A demo run names this module, so the grader is registered in exactly the processes that score (verl imports the
 module in every reward worker):
@@ -18,13 +18,19 @@ from __future__ import annotations
 
 import re
 
-from uec_lab.demo.build import DATA_SOURCE, band_data_source
+from uec_lab.demo import chain
+from uec_lab.demo.build import DATA_SOURCE
 from uec_lab.demo.ladder import BANDS, BETWEEN
 from uec_recipe.reward import compute_score, register_grader
 
-# Training rows, and validation rows named by their difficulty band (build.rl_rows; unsolved levels are never rows).
-DEMO_DATA_SOURCES = (DATA_SOURCE, *(band_data_source(band) for band in (*BANDS, BETWEEN)))
-DESCRIPTION = "exact integer after the last '####' (the CPU demo task; the same under both graders)"
+# Training rows, and validation rows named by their difficulty band (build.rl_rows; unsolved levels are never rows),
+# of both demo tasks: the digit sums and task v2's carry-less chains (uec_lab/demo/chain.py).
+DEMO_DATA_SOURCES = tuple(
+    f"{source}{suffix}"
+    for source in (DATA_SOURCE, chain.DATA_SOURCE)
+    for suffix in ("", *(f"/{band}" for band in (*BANDS, BETWEEN)))
+)
+DESCRIPTION = "exact integer after the last '####' (the CPU demo tasks; the same under both graders)"
 
 _LAST_HASH_INTEGER = re.compile(r"####\s*(-?\d+)(?![\d.])")
 

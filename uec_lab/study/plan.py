@@ -5,11 +5,10 @@ The study package imports in one direction: ``plan`` (this module) <- ``report``
 
 from __future__ import annotations
 
-import os
-import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+
+from uec_lab.machine import machine_description  # noqa: F401  (re-exported for report and run)
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,9 @@ QUICK_METHODS = CORE
 # (--methods uec_plus,uec_pipelined,uec_adaptive): their 6 runs take the study from about 3 to 4.3 hours (2 cores).
 DEFAULT_METHODS = tuple(name for name, method in METHODS.items() if method.group != "plus")
 DEFAULT_STEPS, QUICK_STEPS = 80, 30
-EVAL = {"n": 16, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 16}  # sampling of the held-out evaluation
+EVAL = {"n": 16, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 96}  # sampling of the held-out evaluation
+# the response budget of the evaluation per task: task/chain_sum.yaml and task/digit_sum.yaml's max_response_length
+EVAL_MAX_NEW_TOKENS = {"chains": 96, "digits": 16}
 SEED_BASE = 1000  # seed k of a study uses 1000 + k everywhere a seed is set
 
 
@@ -74,15 +75,3 @@ def plan(methods: Sequence[str], seeds: int, other_seeds: int, steps: int) -> li
         raise ValueError("--seeds, --other-seeds and --steps must be >= 1")
     count = {m: seeds if m in CORE else other_seeds for m in methods}
     return [RunSpec(m, k, steps) for k in range(1, max(count.values()) + 1) for m in methods if k <= count[m]]
-
-
-def machine_description() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"

@@ -29,6 +29,7 @@ from uec_lab.study.plan import (
     DEFAULT_METHODS,
     DEFAULT_STEPS,
     EVAL,
+    EVAL_MAX_NEW_TOKENS,
     METHODS,
     QUICK_METHODS,
     QUICK_STEPS,
@@ -44,9 +45,19 @@ SCRIPTS = REPO / "run_scripts"
 
 # ---- the study's configuration -----------------------------------------------------------------------------
 
-# Every run composes these config groups (uec_recipe/config/): the CPU backend, the digit-sum demo and the study's
-# sizes (setting/study.yaml), then its method preset and the run's own settings (train_command).
-STUDY_GROUPS = ("platform=cpu", "task=digit_sum", "setting=study")
+# Every run composes these config groups (uec_recipe/config/): the CPU backend, the task and the study's sizes
+# (setting/study.yaml), then its method preset and the run's own settings (train_command).
+TASK_GROUPS = {"chains": "chain_sum", "digits": "digit_sum"}  # --task: task v2 (the default) or the first task
+DEFAULT_TASK = "chains"
+
+
+def study_groups(task: str = DEFAULT_TASK) -> tuple[str, ...]:
+    if task not in TASK_GROUPS:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASK_GROUPS)}")
+    return ("platform=cpu", f"task={TASK_GROUPS[task]}", "setting=study")
+
+
+STUDY_GROUPS = study_groups()
 
 
 def effective_settings(overrides: Sequence[str]) -> list[str]:
@@ -194,6 +205,11 @@ def eval_command(model: Path, files: Sequence[Path], out: Path, seed: int, setti
     ]
 
 
+def greedy(settings: dict) -> dict:
+    """The same evaluation with greedy decoding (one sample per problem): the tables' greedy accuracy."""
+    return {**settings, "n": 1, "temperature": 0.0, "top_p": 1.0}
+
+
 def _run_logged(command: Sequence[str], log: Path, env: dict) -> None:
     with open(log, "w") as stream:
         result = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, env=env)
@@ -223,12 +239,17 @@ def run_one(
     trained = time.time()
     command = eval_command(run_dir / "checkpoints", eval_files, run_dir / "eval", spec.seed, eval_settings)
     _run_logged(command, run_dir / "eval.log", env)
+    command = eval_command(
+        run_dir / "checkpoints", eval_files, run_dir / "eval_greedy", spec.seed, greedy(eval_settings)
+    )
+    _run_logged(command, run_dir / "eval_greedy.log", env)
     record = {
         **asdict(spec),
         "label": METHODS[spec.method].label,
         "preset": METHODS[spec.method].preset,
         "overrides": list(METHODS[spec.method].overrides),
         "code": code_version(),
+        "machine": machine_description(),
         "train_seconds": round(trained - started, 1),
         "eval_seconds": round(time.time() - trained, 1),
     }
@@ -275,7 +296,13 @@ def evaluate_base(
             folder / "eval.log",
             dict(os.environ),
         )
-        (folder / "done.json").write_text(json.dumps({"eval_seconds": round(time.time() - started, 1)}))
+        _run_logged(
+            eval_command(demo.model, eval_files, folder / "eval_greedy", seed, greedy(eval_settings)),
+            folder / "eval_greedy.log",
+            dict(os.environ),
+        )
+        record = {"eval_seconds": round(time.time() - started, 1), "machine": machine_description()}
+        (folder / "done.json").write_text(json.dumps(record))
 
 
 def code_version() -> dict:
@@ -331,10 +358,15 @@ class Progress:
 
 
 def run_study(
-    out: Path, specs: Sequence[RunSpec], demo: Demo, eval_settings: dict = EVAL, extra_overrides: Sequence[str] = ()
+    out: Path,
+    specs: Sequence[RunSpec],
+    demo: Demo,
+    eval_settings: dict = EVAL,
+    extra_overrides: Sequence[str] = (),
+    task: str = DEFAULT_TASK,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    base_overrides = list(STUDY_GROUPS)
+    base_overrides = list(study_groups(task))
     everything = base_overrides + list(extra_overrides)  # what finished runs must share to be reused
     settings = effective_settings(everything)
     previous = out / "study.json"
@@ -358,6 +390,7 @@ def run_study(
                 "overrides": everything,
                 "settings": settings,
                 "eval": eval_settings,
+                "task": task,
                 "demo": {k: str(v) for k, v in asdict(demo).items()},
             },
             indent=2,
@@ -405,6 +438,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"comma-separated methods (default: {', '.join(DEFAULT_METHODS)}; also known: "
         f"{', '.join(m for m in METHODS if m not in DEFAULT_METHODS)})",
     )
+    run.add_argument(
+        "--task", choices=sorted(TASK_GROUPS), default=DEFAULT_TASK, help="chains: task v2, the shipped base policy "
+        "(default); digits: the first task, built on this machine (the launcher must load the matching demo)"
+    )  # fmt: skip
     run.add_argument("--eval-n", type=int, default=EVAL["n"], help="samples per held-out problem")
     run.add_argument("--eval-problems", type=int, help="evaluate only the first K problems of each level")
     run.add_argument("overrides", nargs="*", help="after --: hydra overrides added to every training run")
@@ -432,8 +469,13 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"the others; {steps} steps each) on {machine_description()}", flush=True)  # fmt: skip
     if args.eval_n < 1 or (args.eval_problems is not None and args.eval_problems < 1):
         parser.error("--eval-n and --eval-problems must be >= 1")
-    eval_settings = {**EVAL, "n": args.eval_n, "problems_per_level": args.eval_problems}
-    run_study(out, specs, Demo.from_env(), eval_settings, args.overrides)
+    eval_settings = {
+        **EVAL,
+        "n": args.eval_n,
+        "max_new_tokens": EVAL_MAX_NEW_TOKENS[args.task],
+        "problems_per_level": args.eval_problems,
+    }
+    run_study(out, specs, Demo.from_env(), eval_settings, args.overrides, args.task)
     return 0
 
 

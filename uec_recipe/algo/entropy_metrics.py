@@ -111,7 +111,7 @@ def row_band(extra_info: Any) -> str | None:
     verl copies every column of a dataset row into the row's TransferQueue fields, ``extra_info`` included, so a
     dataset that knows its prompts' bands writes them there (as the demo's validation and evaluation rows do:
     ``uec_lab/demo/build.py``, ``rl_rows``). A row without one has none. The data source is not read: data sources
-    contain '/' themselves (``uec_demo/digit_sum``), and the rows that name a band there carry it in extra_info too.
+    contain '/' themselves (``<owner>/<task>``), and the rows that name a band there carry it in extra_info too.
     """
     extra_info = getattr(extra_info, "data", extra_info)  # a NonTensorData wrapper when read from TransferQueue
     band = extra_info.get("band") if isinstance(extra_info, dict) else None

@@ -1,0 +1,396 @@
+"""Task v2's tokenizer, warm-started policy and data: built by a recipe, and shipped in the repository.
+
+The study and the quickstart train on *one* base policy whatever machine runs them: the one committed under
+``assets/chain_sum/`` (safetensors and parquet, a few MB), listed with the SHA-256 of every file in its
+``MANIFEST.json``. A warm start lands on other accuracies on another CPU family, so a policy rebuilt on each
+machine would make runs from two machines runs on two tasks.
+
+The recipe that made it stays and is run by CI from an empty cache (``--build``): a byte-level BPE with one token
+per digit, a small Qwen2, a supervised warm start on correct chains in random orders (``uec_lab/demo/chain.py``) with
+long chains rarer (level weights min(1, 2^-(operands-3))), then the difficulty ladder measured and checked
+(``uec_lab/demo/ladder.py``). A rebuilt policy is another machine's policy: it must meet the ladder contract, not
+equal the shipped weights.
+
+    python -m uec_lab.demo.chain_build               # the shipped artifact: verify its hashes, print its paths
+    python -m uec_lab.demo.chain_build --build       # build from scratch into the cache (contract checked)
+    python -m uec_lab.demo.chain_build --ship        # build, then replace assets/chain_sum/ (maintainers)
+    python -m uec_lab.demo.chain_build --check-ladder  # measure the shipped policy's ladder on this machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from uec_lab.demo import chain
+from uec_lab.demo.build import (
+    CHAT_TEMPLATE,
+    SPECIAL_TOKENS,
+    DemoArtifacts,
+    build_cached,
+    build_random_model,
+    cache_root,
+    supervised_warm_start,
+)
+from uec_lab.demo.build import _write_parquet as write_parquet
+from uec_lab.demo.ladder import Ladder, LadderContract
+from uec_lab.machine import machine_description
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_DIR = REPO_ROOT / "assets" / "chain_sum"
+MANIFEST = "MANIFEST.json"
+LEVELS = tuple(range(chain.MIN_OPERANDS, chain.MAX_OPERANDS + 1))
+
+
+class ShippedArtifactError(RuntimeError):
+    """The shipped base policy is missing or differs from its manifest."""
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    """Every setting that changes what gets built (the cache key is a hash of these)."""
+
+    build_version: int = 1
+    seed: int = 7
+    vocab_size: int = 300
+    hidden_size: int = 128
+    intermediate_size: int = 512
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    warm_start_steps: int = 3000
+    warm_start_tokens: int = 3072  # tokens per warm-start batch (one level per batch, so no padding is wasted)
+    warm_start_lr: float = 3e-3
+    warm_start_warmup: int = 100
+    weight_from: int = 3  # level weights min(1, 2^-(operands - weight_from))
+    ladder_prompts_per_level: int = 48
+    ladder_samples: int = 8
+    train_prompts: int = 2048
+    test_prompts_per_level: int = 16  # validation during training (test.parquet)
+    eval_prompts_per_level: int = 64  # held-out evaluation of the study (eval.parquet)
+    contract: LadderContract = LadderContract()
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def prompt_text(question: str) -> str:
+    """The chat prompt, as CHAT_TEMPLATE renders one user turn with the generation prompt (checked in tests)."""
+    return f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def level_weights(settings: ChainSettings) -> list[float]:
+    return [min(1.0, 2.0 ** -(level - settings.weight_from)) for level in LEVELS]
+
+
+# ---- tokenizer and warm start ----------------------------------------------------------------------------------
+
+
+def build_tokenizer(settings: ChainSettings):
+    """A byte-level BPE trained on task text, one token per digit, with the ChatML special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    rng = random.Random(settings.seed)
+    corpus = []
+    for _ in range(2000):
+        question, operands = chain.problem(rng.choice(LEVELS), rng)
+        corpus.append(f"user\n{question}\nassistant\n{chain.chain_text(operands, rng)}")
+    tokenizer = Tokenizer(models.BPE(unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=settings.vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(corpus, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        bos_token=None,
+        additional_special_tokens=SPECIAL_TOKENS[1:],
+        padding_side="left",
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def warm_start_batch(tokenizer, rng: random.Random, settings: ChainSettings) -> dict:
+    """One supervised batch of a single level (drawn with ``level_weights``), about ``warm_start_tokens`` tokens:
+    fresh problems, each with one correct chain in a random order; loss on the response only."""
+    import torch
+
+    level = rng.choices(LEVELS, level_weights(settings))[0]
+    rows = max(8, settings.warm_start_tokens // (12 * level + 30))
+    prompts, responses = [], []
+    for _ in range(rows):
+        question, operands = chain.problem(level, rng)
+        prompts.append(prompt_text(question))
+        responses.append(chain.chain_text(operands, rng) + tokenizer.eos_token)
+    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(responses, add_special_tokens=False)["input_ids"]
+    width = max(len(p) + len(r) for p, r in zip(prompt_ids, response_ids))
+    input_ids = torch.full((rows, width), tokenizer.pad_token_id)
+    labels = torch.full((rows, width), -100)
+    attention_mask = torch.zeros((rows, width), dtype=torch.long)
+    for row, (p, r) in enumerate(zip(prompt_ids, response_ids)):
+        ids = p + r
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention_mask[row, : len(ids)] = 1
+        labels[row, len(p) : len(ids)] = torch.tensor(r)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def warm_start(model, tokenizer, settings: ChainSettings, log=_log) -> dict:
+    rng = random.Random(settings.seed + 1)
+    return supervised_warm_start(model, settings, lambda _step: warm_start_batch(tokenizer, rng, settings), log)
+
+
+# ---- the ladder -------------------------------------------------------------------------------------------------
+
+
+def measure_ladder(model, tokenizer, settings: ChainSettings, seed: int = 99, log=_log) -> Ladder:
+    """Greedy and sampled (T = 1, no top-k, top_p = 1) accuracy of every level on fresh problems, graded by the
+    training reward, sorted into the bands of ``settings.contract``."""
+    import torch
+
+    from uec_lab.demo.reward import compute_score
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    greedy, sampled, successes = {}, {}, {}
+    tokenizer.padding_side = "left"
+    for level in LEVELS:
+        problems = [chain.problem(level, rng) for _ in range(settings.ladder_prompts_per_level)]
+        batch = tokenizer([prompt_text(q) for q, _ in problems], return_tensors="pt", padding=True)
+        common = {
+            "max_new_tokens": max_response_tokens(level),
+            "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+        }
+        with torch.no_grad():
+            first = model.generate(**batch, do_sample=False, **common)
+            drawn = model.generate(
+                **batch, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                num_return_sequences=settings.ladder_samples, **common,
+            )  # fmt: skip
+        width = batch["input_ids"].shape[1]
+
+        def correct(outputs, repeat):
+            texts = tokenizer.batch_decode(outputs[:, width:], skip_special_tokens=True)
+            answers = [chain.number_text(chain.answer_of(ops)) for _, ops in problems for _ in range(repeat)]
+            return sum(compute_score(chain.DATA_SOURCE, text, answer)["acc"] for text, answer in zip(texts, answers))
+
+        greedy[level] = correct(first, 1) / len(problems)
+        successes[level] = int(correct(drawn, settings.ladder_samples))
+        sampled[level] = successes[level] / (len(problems) * settings.ladder_samples)
+        log(f"[chain]   {level} operands: greedy {greedy[level]:.2f}, T=1 {sampled[level]:.2f}")
+    return Ladder(
+        settings.contract, greedy, sampled, successes, settings.ladder_prompts_per_level * settings.ladder_samples
+    )
+
+
+def max_response_tokens(level: int) -> int:
+    """Room for a correct chain of ``level`` operands (12 tokens a line, the answer line and EOS) plus slack."""
+    return 12 * (level - 1) + 8 + 8
+
+
+# ---- data -------------------------------------------------------------------------------------------------------
+
+
+def band_data_source(band: str) -> str:
+    """Validation rows name their band in the data source, so verl reports accuracy per band."""
+    return f"{chain.DATA_SOURCE}/{band}"
+
+
+def rl_rows(levels, count: int, rng: random.Random, split: str, bands: dict[int, str], by_band: bool) -> list[dict]:
+    """``count`` rows cycling over ``levels``; every row's extra_info carries its level and band (the trainer
+    splits the rollout's entropy by band); with ``by_band`` the data source names the band too."""
+    rows = []
+    for index in range(count):
+        level = levels[index % len(levels)]
+        question, operands = chain.problem(level, rng)
+        rows.append(
+            {
+                "data_source": band_data_source(bands[level]) if by_band else chain.DATA_SOURCE,
+                "prompt": [{"role": "user", "content": question}],
+                "ability": "math",
+                "reward_model": {"style": "rule", "ground_truth": chain.number_text(chain.answer_of(operands))},
+                "extra_info": {"split": split, "index": index, "level": level, "band": bands[level]},
+            }
+        )
+    return rows
+
+
+def write_task_data(ladder: Ladder, settings: ChainSettings, data_dir: Path) -> None:
+    """Training, validation and held-out evaluation rows over the task's levels (independent random problems)."""
+    levels = ladder.task_levels()
+    rng = random.Random(settings.seed + 2)
+    write_parquet(
+        rl_rows(levels, settings.train_prompts, rng, "train", ladder.bands, False), data_dir / "train.parquet"
+    )
+    for name, per_level in (("test", settings.test_prompts_per_level), ("eval", settings.eval_prompts_per_level)):
+        ordered = [level for level in levels for _ in range(per_level)]
+        rows = rl_rows(ordered, len(ordered), rng, name, ladder.bands, True)
+        write_parquet(rows, data_dir / f"{name}.parquet")
+
+
+# ---- build, ship, verify ---------------------------------------------------------------------------------------
+
+
+def build_chain(settings: ChainSettings = ChainSettings(), root: Path | None = None, log=_log) -> DemoArtifacts:
+    """Build (or reuse from the cache) task v2 from scratch on this machine; the ladder contract is checked."""
+    import torch
+
+    artifacts = DemoArtifacts(Path(root) if root is not None else cache_root() / f"chain-{settings.key()}")
+
+    def build_into(staging: Path) -> None:
+        torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
+        torch.manual_seed(settings.seed)
+        tokenizer = build_tokenizer(settings)
+        model = build_random_model(tokenizer, settings)
+        n_params = sum(p.numel() for p in model.parameters())
+        log(f"[chain] policy: Qwen2 architecture, {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}")
+        report = warm_start(model, tokenizer, settings, log=log)
+        log(f"[chain] warm start done in {report['seconds']}s, final loss {report['final_loss']:.4f}")
+        log("[chain] measuring the difficulty ladder (greedy and T = 1 accuracy of every level)")
+        ladder = measure_ladder(model, tokenizer, settings, log=log)
+        log(f"[chain] ladder: {ladder.describe()}")
+        ladder.check()  # a ladder without its bands fails the build here, before anything is cached
+        report.update(ladder=ladder.to_json(), parameters=n_params, settings=asdict(settings))
+        report["machine"] = machine_description()
+        model.save_pretrained(staging / "model")
+        tokenizer.save_pretrained(staging / "model")
+        write_task_data(ladder, settings, staging / "data")
+        (staging / "warm_start.json").write_text(json.dumps(report, indent=2))
+
+    build_cached(artifacts, "chain", build_into, log)
+    log(f"[chain] task levels {artifacts.ladder().describe_task()} (in {artifacts.root})")
+    return artifacts
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _listed_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def write_manifest(root: Path) -> dict:
+    files = {str(p.relative_to(root)): {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in _listed_files(root)}
+    manifest = {"task": chain.DATA_SOURCE, "files": files, "total_bytes": sum(f["bytes"] for f in files.values())}
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def verify_shipped(root: Path = SHIPPED_DIR) -> DemoArtifacts:
+    """The shipped artifact, after checking every file against the SHA-256 its manifest records."""
+    manifest_file = root / MANIFEST
+    if not manifest_file.is_file():
+        raise ShippedArtifactError(
+            f"{manifest_file} is missing: the shipped base policy of task v2 is not in this checkout "
+            "(a partial clone or a deleted folder); restore it with `git checkout -- assets/chain_sum`"
+        )
+    manifest = json.loads(manifest_file.read_text())
+    problems = []
+    for name, entry in manifest["files"].items():
+        path = root / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+        elif _sha256(path) != entry["sha256"]:
+            problems.append(f"{name} differs from its recorded SHA-256")
+    extra = {str(p.relative_to(root)) for p in _listed_files(root)} - set(manifest["files"])
+    problems += [f"{name} is not in the manifest" for name in sorted(extra)]
+    if problems:
+        raise ShippedArtifactError(
+            f"the shipped base policy in {root} does not match {MANIFEST}: " + "; ".join(problems)
+            + ". Restore it with `git checkout -- assets/chain_sum` (or rebuild and re-ship with --ship)"
+        )  # fmt: skip
+    return DemoArtifacts(root)
+
+
+def ship(artifacts: DemoArtifacts, target: Path = SHIPPED_DIR, log=_log) -> dict:
+    """Replace ``target`` with a copy of a built artifact (model weights as safetensors) and its manifest."""
+    staging = Path(tempfile.mkdtemp(prefix=".ship-", dir=target.parent if target.parent.exists() else None))
+    try:
+        for name in ("model", "data"):
+            shutil.copytree(artifacts.root / name, staging / name)
+        shutil.copy2(artifacts.report_file, staging / "warm_start.json")
+        manifest = write_manifest(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    log(f"[chain] shipped {manifest['total_bytes'] / 1e6:.2f} MB to {target}")
+    return manifest
+
+
+def check_ladder_here(artifacts: DemoArtifacts, settings: ChainSettings = ChainSettings(), log=_log) -> Ladder:
+    """Measure the shipped policy's ladder on this machine and check it against the contract."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
+    model = AutoModelForCausalLM.from_pretrained(artifacts.model_dir)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(artifacts.model_dir)
+    return measure_ladder(model, tokenizer, settings, log=log).check()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--build", action="store_true", help="build from scratch into the cache (contract checked)")
+    mode.add_argument("--ship", action="store_true", help="build, then replace assets/chain_sum/ with the result")
+    mode.add_argument("--check-ladder", action="store_true", help="measure the shipped policy's ladder here")
+    parser.add_argument("--root", help="with --build or --ship: build into this folder instead of the cache")
+    parser.add_argument("--print-env", action="store_true", help="print DEMO_MODEL=... DEMO_TRAIN=... lines")
+    args = parser.parse_args(argv)
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.print_env else _log
+    if args.build or args.ship:
+        artifacts = build_chain(root=Path(args.root) if args.root else None, log=log)
+        if args.ship:
+            ship(artifacts, log=log)
+            artifacts = verify_shipped()
+    else:
+        artifacts = verify_shipped()
+        log(f"[chain] shipped base policy verified ({SHIPPED_DIR.relative_to(REPO_ROOT)}, {MANIFEST})")
+        if args.check_ladder:
+            ladder = check_ladder_here(artifacts, log=log)
+            log(f"[chain] ladder on this machine: {ladder.describe()}")
+    if args.print_env:
+        print(
+            f"DEMO_MODEL={artifacts.model_dir}\nDEMO_TRAIN={artifacts.train_file}\nDEMO_TEST={artifacts.test_file}\n"
+            f"DEMO_REPORT={artifacts.report_file}"
+        )
+    else:
+        print(f"model: {artifacts.model_dir}\ntrain: {artifacts.train_file}\ntest:  {artifacts.test_file}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
