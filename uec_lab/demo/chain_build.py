@@ -27,6 +27,7 @@ import random
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,7 +39,6 @@ from uec_lab.demo.build import (
     build_cached,
     build_random_model,
     cache_root,
-    supervised_warm_start,
 )
 from uec_lab.demo.build import _write_parquet as write_parquet
 from uec_lab.demo.ladder import Ladder, LadderContract
@@ -66,10 +66,14 @@ class ChainSettings:
     num_layers: int = 2
     num_heads: int = 4
     num_kv_heads: int = 2
-    warm_start_steps: int = 3000
-    warm_start_tokens: int = 3072  # tokens per warm-start batch (one level per batch, so no padding is wasted)
-    warm_start_lr: float = 3e-3
+    warm_start_steps: int = 6000  # at most; the warm start stops at the first step whose ladder meets the contract
+    warm_start_batch: int = 64
+    warm_start_lr: float = 3e-3  # constant after a linear warm-up
     warm_start_warmup: int = 100
+    check_from: int = 500  # quick ladder checks (check_prompts x check_samples per level) every check_every steps
+    check_every: int = 100
+    check_prompts: int = 16
+    check_samples: int = 4
     weight_from: int = 3  # level weights min(1, 2^-(operands - weight_from))
     ladder_prompts_per_level: int = 48
     ladder_samples: int = 8
@@ -132,19 +136,21 @@ def build_tokenizer(settings: ChainSettings):
 
 
 def warm_start_batch(tokenizer, rng: random.Random, settings: ChainSettings) -> dict:
-    """One supervised batch of a single level (drawn with ``level_weights``), about ``warm_start_tokens`` tokens:
-    fresh problems, each with one correct chain in a random order; loss on the response only."""
+    """One supervised batch of fresh problems, levels drawn with ``level_weights``, each with one correct chain
+    in a random order: right-padded ids and mask, labels on the response only (-100 elsewhere).
+
+    Levels are mixed within a batch: with one level per batch the policy stalled before it learned to copy
+    operands (measured while the task was designed)."""
     import torch
 
-    level = rng.choices(LEVELS, level_weights(settings))[0]
-    rows = max(8, settings.warm_start_tokens // (12 * level + 30))
     prompts, responses = [], []
-    for _ in range(rows):
-        question, operands = chain.problem(level, rng)
+    for _ in range(settings.warm_start_batch):
+        question, operands = chain.problem(rng.choices(LEVELS, level_weights(settings))[0], rng)
         prompts.append(prompt_text(question))
         responses.append(chain.chain_text(operands, rng) + tokenizer.eos_token)
     prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     response_ids = tokenizer(responses, add_special_tokens=False)["input_ids"]
+    rows = len(prompts)
     width = max(len(p) + len(r) for p, r in zip(prompt_ids, response_ids))
     input_ids = torch.full((rows, width), tokenizer.pad_token_id)
     labels = torch.full((rows, width), -100)
@@ -157,17 +163,63 @@ def warm_start_batch(tokenizer, rng: random.Random, settings: ChainSettings) -> 
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-def warm_start(model, tokenizer, settings: ChainSettings, log=_log) -> dict:
+def warm_start_until_ladder(model, tokenizer, settings: ChainSettings, log=_log) -> tuple[dict, Ladder]:
+    """Supervised warm start that stops once the policy has the difficulty ladder the task needs.
+
+    Short chains are learned before long ones, so during the warm start the levels pass from unsolved through
+    medium to easy, shortest first. Where on this path a given number of steps lands differs between CPU
+    families; the build therefore measures a quick ladder every ``check_every`` steps (from ``check_from``) and,
+    when it meets the contract, the full one, and stops at the first full ladder that meets it. A build that
+    reaches ``warm_start_steps`` without one fails with the last figures.
+    """
+    import torch
+
     rng = random.Random(settings.seed + 1)
-    return supervised_warm_start(model, settings, lambda _step: warm_start_batch(tokenizer, rng, settings), log)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.warm_start_lr, weight_decay=0.0)
+    started = time.time()
+    last = None
+    for step in range(1, settings.warm_start_steps + 1):
+        for group in optimizer.param_groups:
+            group["lr"] = settings.warm_start_lr * min(1.0, step / settings.warm_start_warmup)
+        loss = model(**warm_start_batch(tokenizer, rng, settings)).loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if step % 250 == 0:
+            log(f"[chain]   warm start step {step}/{settings.warm_start_steps}  loss {loss.item():.4f}  "
+                f"({time.time() - started:.0f}s)")  # fmt: skip
+        if step < settings.check_from or step % settings.check_every:
+            continue
+        model.eval()
+        quick = measure_ladder(
+            model, tokenizer, settings, prompts=settings.check_prompts, samples=settings.check_samples
+        )
+        log(f"[chain]   step {step}, quick ladder: {quick.describe()}")
+        if not quick.problems():
+            log("[chain]   the quick ladder has every band: measuring the full ladder")
+            last = measure_ladder(model, tokenizer, settings)
+            if not last.problems():
+                model.eval()
+                report = {"steps": step, "final_loss": loss.item(), "seconds": round(time.time() - started, 1)}
+                return report, last
+            log(f"[chain]   full ladder: {last.describe()}; training on")
+        model.train()
+    model.eval()
+    last = last or measure_ladder(model, tokenizer, settings)
+    report = {"steps": settings.warm_start_steps, "final_loss": loss.item(), "seconds": round(time.time() - started, 1)}
+    return report, last
 
 
 # ---- the ladder -------------------------------------------------------------------------------------------------
 
 
-def measure_ladder(model, tokenizer, settings: ChainSettings, seed: int = 99, log=_log) -> Ladder:
+def measure_ladder(
+    model, tokenizer, settings: ChainSettings, seed: int = 99, log=None, prompts: int = 0, samples: int = 0
+) -> Ladder:
     """Greedy and sampled (T = 1, no top-k, top_p = 1) accuracy of every level on fresh problems, graded by the
-    training reward, sorted into the bands of ``settings.contract``."""
+    training reward, sorted into the bands of ``settings.contract`` (``prompts`` x ``samples`` per level, the
+    settings' ladder sizes by default)."""
     import torch
 
     from uec_lab.demo.reward import compute_score
@@ -177,7 +229,7 @@ def measure_ladder(model, tokenizer, settings: ChainSettings, seed: int = 99, lo
     greedy, sampled, successes = {}, {}, {}
     tokenizer.padding_side = "left"
     for level in LEVELS:
-        problems = [chain.problem(level, rng) for _ in range(settings.ladder_prompts_per_level)]
+        problems = [chain.problem(level, rng) for _ in range(prompts or settings.ladder_prompts_per_level)]
         batch = tokenizer([prompt_text(q) for q, _ in problems], return_tensors="pt", padding=True)
         common = {
             "max_new_tokens": max_response_tokens(level),
@@ -188,7 +240,7 @@ def measure_ladder(model, tokenizer, settings: ChainSettings, seed: int = 99, lo
             first = model.generate(**batch, do_sample=False, **common)
             drawn = model.generate(
                 **batch, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                num_return_sequences=settings.ladder_samples, **common,
+                num_return_sequences=samples or settings.ladder_samples, **common,
             )  # fmt: skip
         width = batch["input_ids"].shape[1]
 
@@ -198,12 +250,12 @@ def measure_ladder(model, tokenizer, settings: ChainSettings, seed: int = 99, lo
             return sum(compute_score(chain.DATA_SOURCE, text, answer)["acc"] for text, answer in zip(texts, answers))
 
         greedy[level] = correct(first, 1) / len(problems)
-        successes[level] = int(correct(drawn, settings.ladder_samples))
-        sampled[level] = successes[level] / (len(problems) * settings.ladder_samples)
-        log(f"[chain]   {level} operands: greedy {greedy[level]:.2f}, T=1 {sampled[level]:.2f}")
-    return Ladder(
-        settings.contract, greedy, sampled, successes, settings.ladder_prompts_per_level * settings.ladder_samples
-    )
+        successes[level] = int(correct(drawn, samples or settings.ladder_samples))
+        sampled[level] = successes[level] / (len(problems) * (samples or settings.ladder_samples))
+        if log is not None:
+            log(f"[chain]   {level} operands: greedy {greedy[level]:.2f}, T=1 {sampled[level]:.2f}")
+    drawn_per_level = len(problems) * (samples or settings.ladder_samples)
+    return Ladder(settings.contract, greedy, sampled, successes, drawn_per_level)
 
 
 def max_response_tokens(level: int) -> int:
@@ -267,10 +319,8 @@ def build_chain(settings: ChainSettings = ChainSettings(), root: Path | None = N
         model = build_random_model(tokenizer, settings)
         n_params = sum(p.numel() for p in model.parameters())
         log(f"[chain] policy: Qwen2 architecture, {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}")
-        report = warm_start(model, tokenizer, settings, log=log)
-        log(f"[chain] warm start done in {report['seconds']}s, final loss {report['final_loss']:.4f}")
-        log("[chain] measuring the difficulty ladder (greedy and T = 1 accuracy of every level)")
-        ladder = measure_ladder(model, tokenizer, settings, log=log)
+        report, ladder = warm_start_until_ladder(model, tokenizer, settings, log=log)
+        log(f"[chain] warm start stopped after {report['steps']} steps ({report['seconds']}s)")
         log(f"[chain] ladder: {ladder.describe()}")
         ladder.check()  # a ladder without its bands fails the build here, before anything is cached
         report.update(ladder=ladder.to_json(), parameters=n_params, settings=asdict(settings))

@@ -21,6 +21,8 @@ class Method:
 
 METHODS: dict[str, Method] = {
     "grpo": Method("GRPO", "grpo"),
+    # GRPO drawing as many samples per step as UEC-RL (task_algo/<task>_grpo_matched.yaml sets n; docs/baselines.md)
+    "grpo_matched": Method("GRPO, matched generation", "grpo_matched"),
     # DAPO's soft overlong buffer on the demo's 16-token responses: config/task_algo/digit_sum_dapo.yaml
     "dapo": Method("DAPO", "dapo"),
     # KL-Cov's penalty |log pi - log pi_old| is zero on an update's first, on-policy mini-batch; with the study's
@@ -32,6 +34,9 @@ METHODS: dict[str, Method] = {
     ),
     "entropy_adv": Method("Entropy-Adv", "entropy_adv"),
     "uec": Method("UEC-RL", "uec"),
+    # the released code's rules (|Â| > 1 for exploration retention and replay admission) and T' = T: controls
+    "uec_release": Method("UEC-RL, release rules", "uec_release"),
+    "uec_same_temp": Method("UEC-RL, T' = T", "uec_same_temp", (), "ablation"),
     "uec_no_exploration": Method("w/o exploration", "uec", ("uec.exploration.enable=false",), "ablation"),
     "uec_no_replay": Method("w/o replay", "uec", ("uec.replay.enable=false",), "ablation"),
     "uec_no_retention": Method("w/o selective retention", "uec", ("uec.retention.enable=false",), "ablation"),
@@ -40,8 +45,8 @@ METHODS: dict[str, Method] = {
     "uec_pipelined": Method("UEC-RL pipelined", "uec", ("uec.exploration.schedule=pipelined",), "plus"),
     "uec_adaptive": Method("UEC-RL adaptive budget", "uec", ("uec.exploration.budget=adaptive",), "plus"),
 }
-CORE = ("grpo", "uec")  # the methods the claims are about: at least 3 seeds each
-QUICK_METHODS = CORE
+CORE = ("grpo", "grpo_matched", "uec", "uec_release")  # the methods the primary claims are about: the most seeds
+QUICK_METHODS = ("grpo", "uec")
 # The full study: the paper's comparisons (its methods and ablations). The options beyond the paper run on request
 # (--methods uec_plus,uec_pipelined,uec_adaptive): their 6 runs take the study from about 3 to 4.3 hours (2 cores).
 DEFAULT_METHODS = tuple(name for name, method in METHODS.items() if method.group != "plus")
