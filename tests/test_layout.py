@@ -2,7 +2,7 @@
 
 * the recipe (``uec_recipe``) never imports the lab (``uec_lab``) or the data tools (``data_prep``);
 * inside the recipe only the plugin reaches the CPU backend (``uec_recipe.cpu``), so a GPU run never loads it;
-* the study package imports in one direction: ``plan`` <- ``report`` <- ``run``.
+* the study package imports in one direction: ``plan`` <- ``report``, ``report_v2`` <- ``run``.
 """
 
 from __future__ import annotations
@@ -59,7 +59,11 @@ def test_only_the_plugin_reaches_the_cpu_backend():
 
 @pytest.mark.parametrize(
     "module, forbidden",
-    [("plan.py", ("uec_lab.study.run", "uec_lab.study.report")), ("report.py", ("uec_lab.study.run",))],
+    [
+        ("plan.py", ("uec_lab.study.run", "uec_lab.study.report", "uec_lab.study.report_v2")),
+        ("report.py", ("uec_lab.study.run", "uec_lab.study.report_v2")),
+        ("report_v2.py", ("uec_lab.study.run", "uec_lab.study.report")),
+    ],
 )
 def test_study_package_imports_in_one_direction(module, forbidden):
     assert offending([REPO / "uec_lab" / "study" / module], forbidden) == []

@@ -16,6 +16,7 @@ from uec_recipe.eval.stats import (
     iqm_bootstrap,
     mean_ci,
     paired_difference,
+    ratio_bootstrap,
     t_cdf,
     t_quantile,
     t_quantile_975,
@@ -368,3 +369,26 @@ def test_the_bootstrap_is_reproducible_from_its_seed():
             iqm_bootstrap(bad)
     with pytest.raises(ValueError):
         iqm_bootstrap(scores, resamples=0)
+
+
+# ---- a ratio of means ------------------------------------------------------------------------------------------------
+
+
+def test_the_ratio_bootstrap_resamples_each_side_on_its_own():
+    # numerator [2, 4]: a resampled mean is 2 (1/4), 3 (1/2) or 4 (1/4); the denominator [1] never moves
+    wide = ratio_bootstrap([2, 4], [1], resamples=4000, seed=0)
+    assert (wide.value, wide.low, wide.high, wide.runs) == (3.0, 2.0, 4.0, 3)
+    assert wide.format(1, 2) == "3.00 [2.00, 4.00]"
+    narrow = ratio_bootstrap([2, 4], [1], level=0.4, resamples=4000, seed=0)
+    assert (narrow.low, narrow.high) == (3.0, 3.0)
+    # the denominator's resampled means 1, 2, 3 give ratios 2, 1, 2/3 around the ratio of the means, 2 / 2
+    flipped = ratio_bootstrap([2], [1, 3], resamples=4000, seed=0)
+    assert (flipped.value, flipped.low, flipped.high) == (1.0, pytest.approx(2 / 3), 2.0)
+    assert ratio_bootstrap([2, 4], [1], resamples=300, seed=5) == ratio_bootstrap([2, 4], [1], resamples=300, seed=5)
+    one_each = ratio_bootstrap([3], [2], resamples=50)
+    assert one_each.value == 1.5 and one_each.no_spread
+    for numerator, denominator in (([], [1]), ([1], []), ([1], [0]), ([1], [float("nan")])):
+        with pytest.raises(ValueError):
+            ratio_bootstrap(numerator, denominator)
+    with pytest.raises(ValueError):
+        ratio_bootstrap([1], [1], resamples=0)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from uec_lab.demo.ladder import BANDS, HARD, MEDIUM, Ladder, band_table
-from uec_lab.study.plan import CORE, METHODS, machine_description
+from uec_lab.study.plan import CORE, METHODS, QUOTED, machine_description
 from uec_lab.summary import read_metrics
 from uec_recipe.eval import curves as curves_module
 from uec_recipe.eval import tables as tables_module
@@ -22,17 +22,6 @@ from uec_recipe.eval.stats import Estimate, difference, mean_ci, paired_differen
 
 BASE_LABEL = "Base (warm start)"
 REFERENCE = "GRPO"
-# Settings worth quoting beside the results (with every uec.* override the study passed).
-QUOTED = (
-    "data.train_batch_size",
-    "actor_rollout_ref.rollout.n",
-    "actor_rollout_ref.actor.optim.lr",
-    "actor_rollout_ref.actor.ppo_mini_batch_size",
-    "actor_rollout_ref.actor.kl_loss_coef",
-    "actor_rollout_ref.actor.use_kl_loss",
-    "actor_rollout_ref.rollout.top_p",
-    "data.max_response_length",
-)
 CURVE_METRICS = ("entropy/regular_rollout", "critic/score/mean", "uec/difficult_prompts", "uec/exploration_kept")
 
 

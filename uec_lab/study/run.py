@@ -1,7 +1,8 @@
 """The CPU reproduction study: every method, several seeds, the same trainer and data; evaluated and reported.
 
     python -m uec_lab.study run    --out DIR [--quick] [--seeds N] [--other-seeds N] [--steps N] [--methods a,b]
-    python -m uec_lab.study report --out DIR
+    python -m uec_lab.study report --out DIR [--plan docs/study-plan.md] [--csv DIR]
+    python -m uec_lab.study record --out DIR --to RECORDS
 
 ``run_scripts/reproduce_cpu.sh`` sets up the environment and calls both. Each training run is the real verl
 trainer (``python -m uec_recipe.main_uec``) with the config groups of the CPU backend, the demo task and the study
@@ -9,7 +10,9 @@ trainer (``python -m uec_recipe.main_uec``) with the config groups of the CPU ba
 n times per held-out problem, one benchmark per difficulty level of the demo's ladder. A run whose ``done.json``
 exists is skipped, so an interrupted study resumes where it stopped. ``report`` builds the tables with
 ``uec_recipe.eval.tables``, the curves with ``uec_recipe.eval.curves`` and writes ``DIR/report.md``
-(docs/results.md reads one such report).
+(docs/results.md reads one such report) for the first task (digits); a study of task v2 (chains) is reported
+against its pre-registered plan by ``uec_lab.study.report_v2``, which also reads the compact records ``record``
+copies out of a study folder.
 """
 
 from __future__ import annotations
@@ -422,6 +425,37 @@ def run_study(
 # ---- command line ------------------------------------------------------------------------------------------------
 
 
+DEFAULT_PLAN = REPO / "docs" / "study-plan.md"
+
+
+def report_command(out: Path, args: argparse.Namespace) -> int:
+    """Task v2's report against its pre-registered plan (report_v2.py) when study.json's task is chains and a plan
+    is there (--plan, or docs/study-plan.md); otherwise the first study's report (report.py), which tiny and quick
+    studies without a plan keep using."""
+    if not (out / "study.json").is_file():
+        raise SystemExit(f"error: {out} has no study.json: run the study (or record it) first")
+    chains = json.loads((out / "study.json").read_text()).get("task", "digits") == "chains"
+    if not chains or (args.plan is None and not DEFAULT_PLAN.is_file()):
+        from uec_lab.study.report import write_report
+
+        if chains:
+            print(f"[study] no study plan at {DEFAULT_PLAN}: the first study's report layout", file=sys.stderr)
+        write_report(out, args.command_line)
+        return 0
+    from uec_lab.study.plan import PlanError, read_plan
+    from uec_lab.study.report_v2 import write_report as write_report_v2
+
+    plan_path = Path(args.plan or DEFAULT_PLAN).resolve()
+    try:
+        plan = read_plan(plan_path)
+    except PlanError as error:
+        raise SystemExit(f"error: {error}") from None
+    csv_dir = Path(args.csv).resolve() if args.csv else None
+    path = write_report_v2(out, plan, plan_path, csv_dir, args.command_line)
+    print(path.read_text())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m uec_lab.study", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -446,16 +480,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--eval-problems", type=int, help="evaluate only the first K problems of each level")
     run.add_argument("overrides", nargs="*", help="after --: hydra overrides added to every training run")
     report = sub.add_parser("report", help="tables, figures and report.md from the finished runs")
-    report.add_argument("--out", required=True)
+    report.add_argument("--out", required=True, help="a study folder, or the compact records `record` wrote")
     report.add_argument("--command-line", default="", help="the study command, quoted in the report")
+    report.add_argument("--plan", help=f"task v2: the pre-registered plan (default {DEFAULT_PLAN}, if it exists)")
+    report.add_argument("--csv", help="task v2: folder of the per-seed CSV files (default OUT/per-seed)")
+    record = sub.add_parser("record", help="copy each finished run's compact record (no checkpoints, no samples)")
+    record.add_argument("--out", required=True, help="the study folder")
+    record.add_argument("--to", required=True, help="the records folder (e.g. under docs/)")
     args = parser.parse_args(argv)
 
     out = Path(args.out).resolve()
-    if args.command == "report":
-        from uec_lab.study.report import write_report
+    if args.command == "record":
+        from uec_lab.study.report_v2 import record_runs
 
-        write_report(out, args.command_line)
+        for line in record_runs(out, Path(args.to).resolve()):
+            print(f"[study] {line}")
         return 0
+    if args.command == "report":
+        return report_command(out, args)
     quick = args.quick
     methods = args.methods.split(",") if args.methods else list(QUICK_METHODS if quick else DEFAULT_METHODS)
     seeds = args.seeds or (1 if quick else 3)
