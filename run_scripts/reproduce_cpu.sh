@@ -4,7 +4,8 @@
 # the first task); each final policy sampled and decoded greedily on the held-out levels; tables, curves and
 # DIR/report.md built from them (uec_lab/study/run.py, uec_lab/study/report.py; docs/results.md reads one).
 #   bash run_scripts/reproduce_cpu.sh [--quick] [--seeds N] [--other-seeds N] [--steps N] [--methods a,b] [--out DIR]
-#                                     [--task chains|digits] [--eval-n N] [--eval-problems K] [-- hydra overrides]
+#          [--task chains|digits] [--plan docs/study-plan.md] [--eval-n N] [--eval-problems K] [-- overrides for every run]
+# --plan: the pre-registered plan fixes methods, seeds per method and steps (docs/study-plan.md).
 # Resumable: rerun the same command and finished runs are skipped. --quick: one seed of GRPO and UEC-RL, fewer steps.
 set -euo pipefail
 
@@ -15,6 +16,7 @@ main() {
   ARGS=()
   OVERRIDES=()
   TASK=chains
+  PLAN=""
   usage() {
     echo "usage: bash run_scripts/reproduce_cpu.sh [--quick] [--seeds N] [--other-seeds N] [--steps N]" \
       "[--methods a,b] [--out DIR] [--task chains|digits] [--eval-n N] [--eval-problems K] [-- overrides]" >&2
@@ -23,6 +25,7 @@ main() {
   while [ $# -gt 0 ]; do
     case "$1" in
       --quick) ARGS+=(--quick); shift ;;
+      --plan) [ $# -ge 2 ] || usage; PLAN="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"; ARGS+=("$1" "$PLAN"); shift 2 ;;
       --seeds|--other-seeds|--steps|--methods|--eval-n|--eval-problems)
         [ $# -ge 2 ] || usage; ARGS+=("$1" "$2"); shift 2 ;;
       --out) [ $# -ge 2 ] || usage; OUT="$2"; shift 2 ;;
@@ -38,7 +41,8 @@ main() {
 
   source "$ROOT/run_scripts/setup_env.sh"
   # The environment of every run's processes: the CPU platform plugin loads where VERL_PLATFORM=cpu. The runs'
-  # configuration is config groups (platform=cpu task=chain_sum|digit_sum setting=study; uec_lab/study/run.py).
+  # configuration is config groups (platform=cpu task=chain_sum setting=study_v2, or task=digit_sum setting=study;
+  # uec_lab/study/run.py).
   export VERL_PLATFORM=cpu
   export HF_HUB_OFFLINE=1 WANDB_MODE=disabled RAY_USAGE_STATS_ENABLED=0 TOKENIZERS_PARALLELISM=false
   source "$ROOT/run_scripts/demo_env.sh"
@@ -47,7 +51,9 @@ main() {
   mkdir -p "$OUT"
   OUT="$(cd "$OUT" && pwd)"
   "$PY" -m uec_lab.study run --out "$OUT" "${ARGS[@]+"${ARGS[@]}"}" -- "${OVERRIDES[@]+"${OVERRIDES[@]}"}"
-  "$PY" -m uec_lab.study report --out "$OUT" --command-line "$COMMAND" > /dev/null
+  local report_plan=()
+  [ -z "$PLAN" ] || report_plan=(--plan "$PLAN")
+  "$PY" -m uec_lab.study report --out "$OUT" "${report_plan[@]+"${report_plan[@]}"}" --command-line "$COMMAND" > /dev/null
   echo "[study] wrote $OUT/report.md (tables, intervals, costs) and $OUT/figures/"
 }
 

@@ -1,8 +1,8 @@
-"""The embedded CPU default task: a tiny tokenizer, a small Qwen2 policy and a digit-sum task, built offline.
+"""The first CPU task (`--task digits`): a tiny tokenizer, a small Qwen2 policy and a digit-sum task, built offline.
 
 UEC-RL is about prompts that a policy never solves at the base temperature. For that situation to exist on a
 laptop, the demo policy is warm-started so that it masters short sums, is unreliable on medium ones and rarely
-right on long ones (the difficulty ladder of docs/design.md, "CPU default task"):
+right on long ones (the difficulty ladder of docs/design.md, "CPU default task: task v2, carry-less chains"):
 
 * prompt  ``What is 3 + 8 + 1?`` with ``level + 1`` single-digit operands (level 1 = two operands);
 * answer  ``#### 12``; reward 1 for the exact integer after the last ``####`` (``uec_lab/demo/reward.py``);

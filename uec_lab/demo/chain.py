@@ -84,7 +84,7 @@ def final_answer(response: str) -> int | None:
 def guessing_baseline(train_answers: Sequence[int], eval_answers: Sequence[int], k: int) -> float:
     """pass@k of a question-blind guesser: it draws k answers from the level's training-answer distribution (it
     sees the level, not the question). The mean over held-out problems of 1 - (1 - p)^k, p the training frequency
-    of the problem's answer (docs/evaluation.md, "Guessing baseline")."""
+    of the problem's answer (docs/evaluation.md, "6. The second CPU study")."""
     if not train_answers or not eval_answers:
         raise ValueError("the guessing baseline needs training answers and held-out answers of the level")
     counts = Counter(train_answers)

@@ -7,9 +7,9 @@ machine would make runs from two machines runs on two tasks.
 
 The recipe that made it stays and is run by CI from an empty cache (``--build``): a byte-level BPE with one token
 per digit, a small Qwen2, a supervised warm start on correct chains in random orders (``uec_lab/demo/chain.py``) with
-long chains rarer (level weights min(1, 2^-(operands-3))), then the difficulty ladder measured and checked
-(``uec_lab/demo/ladder.py``). A rebuilt policy is another machine's policy: it must meet the ladder contract, not
-equal the shipped weights.
+long chains rarer (level weights min(1, 2^-(operands-3))) that stops at the first step whose measured difficulty
+ladder meets the contract (``uec_lab/demo/ladder.py``; ``warm_start_until_ladder``). A rebuilt policy is another
+machine's policy: it must meet the ladder contract, not equal the shipped weights.
 
     python -m uec_lab.demo.chain_build               # the shipped artifact: verify its hashes, print its paths
     python -m uec_lab.demo.chain_build --build       # build from scratch into the cache (contract checked)
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -66,9 +67,9 @@ class ChainSettings:
     num_layers: int = 2
     num_heads: int = 4
     num_kv_heads: int = 2
-    warm_start_steps: int = 6000  # at most; the warm start stops at the first step whose ladder meets the contract
-    warm_start_batch: int = 64
-    warm_start_lr: float = 3e-3  # constant after a linear warm-up
+    warm_start_steps: int = 4000  # the schedule's length; the warm start stops at the first step whose ladder meets
+    warm_start_batch: int = 64  # the contract, which is sooner
+    warm_start_lr: float = 3e-3  # peak: linear warm-up, then cosine decay to 0 at warm_start_steps
     warm_start_warmup: int = 100
     check_from: int = 500  # quick ladder checks (check_prompts x check_samples per level) every check_every steps
     check_every: int = 100
@@ -163,6 +164,14 @@ def warm_start_batch(tokenizer, rng: random.Random, settings: ChainSettings) -> 
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+def learning_rate(step: int, settings: ChainSettings) -> float:
+    """Linear warm-up to ``warm_start_lr``, then cosine decay to 0 at ``warm_start_steps`` (step is 1-based)."""
+    if step <= settings.warm_start_warmup:
+        return settings.warm_start_lr * step / settings.warm_start_warmup
+    progress = (step - settings.warm_start_warmup) / max(1, settings.warm_start_steps - settings.warm_start_warmup)
+    return settings.warm_start_lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def warm_start_until_ladder(model, tokenizer, settings: ChainSettings, log=_log) -> tuple[dict, Ladder]:
     """Supervised warm start that stops once the policy has the difficulty ladder the task needs.
 
@@ -180,7 +189,7 @@ def warm_start_until_ladder(model, tokenizer, settings: ChainSettings, log=_log)
     last = None
     for step in range(1, settings.warm_start_steps + 1):
         for group in optimizer.param_groups:
-            group["lr"] = settings.warm_start_lr * min(1.0, step / settings.warm_start_warmup)
+            group["lr"] = learning_rate(step, settings)
         loss = model(**warm_start_batch(tokenizer, rng, settings)).loss
         optimizer.zero_grad()
         loss.backward()

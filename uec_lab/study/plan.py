@@ -25,8 +25,6 @@ class Method:
 
 METHODS: dict[str, Method] = {
     "grpo": Method("GRPO", "grpo"),
-    # GRPO drawing as many samples per step as UEC-RL (task_algo/<task>_grpo_matched.yaml sets n; docs/baselines.md)
-    "grpo_matched": Method("GRPO, matched generation", "grpo_matched"),
     # DAPO's soft overlong buffer on the demo's 16-token responses: config/task_algo/digit_sum_dapo.yaml
     "dapo": Method("DAPO", "dapo"),
     # KL-Cov's penalty |log pi - log pi_old| is zero on an update's first, on-policy mini-batch; with the study's
@@ -38,9 +36,6 @@ METHODS: dict[str, Method] = {
     ),
     "entropy_adv": Method("Entropy-Adv", "entropy_adv"),
     "uec": Method("UEC-RL", "uec"),
-    # the released code's rules (|Â| > 1 for exploration retention and replay admission) and T' = T: controls
-    "uec_release": Method("UEC-RL, release rules", "uec_release"),
-    "uec_same_temp": Method("UEC-RL, T' = T", "uec_same_temp", (), "ablation"),
     "uec_no_exploration": Method("w/o exploration", "uec", ("uec.exploration.enable=false",), "ablation"),
     "uec_no_replay": Method("w/o replay", "uec", ("uec.replay.enable=false",), "ablation"),
     "uec_no_retention": Method("w/o selective retention", "uec", ("uec.retention.enable=false",), "ablation"),
@@ -48,7 +43,9 @@ METHODS: dict[str, Method] = {
     "uec_plus": Method("UEC-RL+ (pipelined, adaptive)", "uec_plus", (), "plus"),
     "uec_pipelined": Method("UEC-RL pipelined", "uec", ("uec.exploration.schedule=pipelined",), "plus"),
     "uec_adaptive": Method("UEC-RL adaptive budget", "uec", ("uec.exploration.budget=adaptive",), "plus"),
-    # controls a skeptic asks for (docs/study-design-notes.md §2): they run when the plan lists them (--methods)
+    # controls a skeptic asks for: GRPO drawing as many samples per step as UEC-RL (task_algo/<task>_grpo_matched.yaml
+    # sets n; docs/baselines.md), the released code's rules (|Â| > 1 for exploration retention and replay admission),
+    # T' = T. They run when the plan lists them (run --plan) or on request (--methods)
     "grpo_matched": Method("GRPO, matched generation", "grpo_matched", (), "control"),
     "uec_release": Method("UEC-RL, release rules", "uec_release", (), "control"),
     "uec_same_temp": Method("UEC-RL, T′ = T", "uec_same_temp", (), "control"),
@@ -98,8 +95,12 @@ def plan(methods: Sequence[str], seeds: int, other_seeds: int, steps: int) -> li
         raise ValueError(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
     if seeds < 1 or other_seeds < 1 or steps < 1:
         raise ValueError("--seeds, --other-seeds and --steps must be >= 1")
-    count = {m: seeds if m in CORE else other_seeds for m in methods}
-    return [RunSpec(m, k, steps) for k in range(1, max(count.values()) + 1) for m in methods if k <= count[m]]
+    return planned_runs({m: seeds if m in CORE else other_seeds for m in methods}, steps)
+
+
+def planned_runs(count: Mapping[str, int], steps: int) -> list[RunSpec]:
+    """The runs of ``count`` (method -> seeds), seed-major: every method's seed k before any method's seed k + 1."""
+    return [RunSpec(m, k, steps) for k in range(1, max(count.values()) + 1) for m in count if k <= count[m]]
 
 
 # ---- the pre-registered plan (docs/study-plan.md) -----------------------------------------------------------------

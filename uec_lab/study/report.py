@@ -213,11 +213,11 @@ def relative_improvement_note(out: Path, runs: Mapping[str, Sequence[Path]], ben
 def entropy_lines(runs: Mapping[str, Sequence[Path]]) -> list[str]:
     """Entropy of the regular rollout: first 10 vs last 10 steps, and the spread over the run, per method."""
     lines = [
-        "| method | entropy, steps 1-10 | entropy, last 10 steps | change | lowest 10-step mean |",
-        "|---|---|---|---|---|",
+        "| method | entropy, steps 1-10 | entropy, last 10 steps | change | change (%) | lowest 10-step mean |",
+        "|---|---|---|---|---|---|",
     ]
     for method, dirs in runs.items():
-        first, last, change, lowest = [], [], [], []
+        first, last, change, relative, lowest = [], [], [], [], []
         for directory in dirs:
             series = [r["entropy/regular_rollout"] for r in read_metrics(directory / "metrics.jsonl")
                       if r["step"] >= 1 and "entropy/regular_rollout" in r]  # fmt: skip
@@ -225,9 +225,11 @@ def entropy_lines(runs: Mapping[str, Sequence[Path]]) -> list[str]:
             first.append(sum(series[:10]) / len(series[:10]))
             last.append(sum(series[-10:]) / len(series[-10:]))
             change.append(last[-1] - first[-1])
+            relative.append(change[-1] / first[-1])
             lowest.append(min(windows))
-        cells = [mean_ci(first), mean_ci(last), mean_ci(change), mean_ci(lowest)]
-        lines.append(f"| {METHODS[method].label} | " + " | ".join(c.format(1, 3) for c in cells) + " |")
+        cells = [c.format(1, 3) for c in (mean_ci(first), mean_ci(last), mean_ci(change))]
+        cells += [mean_ci(relative).format(100, 1, signed=True), mean_ci(lowest).format(1, 3)]
+        lines.append(f"| {METHODS[method].label} | " + " | ".join(cells) + " |")
     return lines
 
 

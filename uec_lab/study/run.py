@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from uec_lab.study.plan import (
+    CORE,
     DEFAULT_METHODS,
     DEFAULT_STEPS,
     EVAL,
@@ -40,6 +41,8 @@ from uec_lab.study.plan import (
     RunSpec,
     machine_description,
     plan,
+    planned_runs,
+    read_plan,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,15 +52,17 @@ SCRIPTS = REPO / "run_scripts"
 # ---- the study's configuration -----------------------------------------------------------------------------
 
 # Every run composes these config groups (uec_recipe/config/): the CPU backend, the task and the study's sizes
-# (setting/study.yaml), then its method preset and the run's own settings (train_command).
+# (setting/study_v2.yaml on task v2, setting/study.yaml on the first task), then its method preset and the run's own
+# settings (train_command).
 TASK_GROUPS = {"chains": "chain_sum", "digits": "digit_sum"}  # --task: task v2 (the default) or the first task
+SETTING_GROUPS = {"chains": "study_v2", "digits": "study"}
 DEFAULT_TASK = "chains"
 
 
 def study_groups(task: str = DEFAULT_TASK) -> tuple[str, ...]:
     if task not in TASK_GROUPS:
         raise ValueError(f"unknown task {task!r}; known: {', '.join(TASK_GROUPS)}")
-    return ("platform=cpu", f"task={TASK_GROUPS[task]}", "setting=study")
+    return ("platform=cpu", f"task={TASK_GROUPS[task]}", f"setting={SETTING_GROUPS[task]}")
 
 
 STUDY_GROUPS = study_groups()
@@ -461,6 +466,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train and evaluate every run not finished yet")
     run.add_argument("--out", required=True)
+    run.add_argument(
+        "--plan", help="a pre-registered plan (docs/study-plan.md): its methods, seeds per method, steps and task"
+    )
     run.add_argument("--quick", action="store_true", help=f"one seed, {' vs '.join(QUICK_METHODS)}, fewer steps")
     run.add_argument("--seeds", type=int, help="seeds of GRPO and UEC-RL (default 3; --quick 1)")
     run.add_argument("--other-seeds", type=int, help="seeds of every other method (default 2; --quick 1)")
@@ -499,16 +507,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "report":
         return report_command(out, args)
     quick = args.quick
-    methods = args.methods.split(",") if args.methods else list(QUICK_METHODS if quick else DEFAULT_METHODS)
-    seeds = args.seeds or (1 if quick else 3)
-    other = args.other_seeds or (1 if quick else 2)
-    steps = args.steps or (QUICK_STEPS if quick else DEFAULT_STEPS)
-    try:
-        specs = plan(methods, seeds, other, steps)
-    except ValueError as error:
-        parser.error(str(error))
-    print(f"[study] {len(specs)} runs ({', '.join(methods)}; {seeds} seed(s) for GRPO and UEC-RL, {other} for "
-          f"the others; {steps} steps each) on {machine_description()}", flush=True)  # fmt: skip
+    if args.plan:
+        chosen = [f"--{name}" for name in ("quick", "seeds", "other_seeds", "steps", "methods") if getattr(args, name)]
+        if chosen:
+            parser.error(f"--plan fixes the runs; drop {', '.join(o.replace('_', '-') for o in chosen)}")
+        study_plan = read_plan(args.plan)
+        if args.task != study_plan.task:
+            parser.error(f"the plan is for --task {study_plan.task}, not {args.task}")
+        specs = planned_runs(study_plan.seeds, study_plan.steps)
+        counts = ", ".join(f"{m} {n}" for m, n in study_plan.seeds.items())
+        print(f"[study] {len(specs)} runs as planned in {args.plan} (seeds: {counts}; {study_plan.steps} steps each) "
+              f"on {machine_description()}", flush=True)  # fmt: skip
+    else:
+        methods = args.methods.split(",") if args.methods else list(QUICK_METHODS if quick else DEFAULT_METHODS)
+        seeds = args.seeds or (1 if quick else 3)
+        other = args.other_seeds or (1 if quick else 2)
+        steps = args.steps or (QUICK_STEPS if quick else DEFAULT_STEPS)
+        try:
+            specs = plan(methods, seeds, other, steps)
+        except ValueError as error:
+            parser.error(str(error))
+        print(f"[study] {len(specs)} runs ({', '.join(methods)}; {seeds} seed(s) for {', '.join(CORE)}, {other} for "
+              f"the others; {steps} steps each) on {machine_description()}", flush=True)  # fmt: skip
     if args.eval_n < 1 or (args.eval_problems is not None and args.eval_problems < 1):
         parser.error("--eval-n and --eval-problems must be >= 1")
     eval_settings = {
