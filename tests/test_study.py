@@ -176,7 +176,7 @@ def test_each_run_composes_the_study_groups_then_its_method(tmp_path):
         config = dry_run_config(command[3:])
         assert check(config), method
         # the study's sizes and the paper's UEC-RL knobs, on the CPU backend and the demo's reward
-        assert (config.data.train_batch_size, config.actor_rollout_ref.rollout.n) == (32, 5)
+        assert (config.data.train_batch_size, config.actor_rollout_ref.rollout.n) == (16, 5)  # setting/study_v2
         assert (config.uec.exploration.n, config.uec.replay.adv_threshold, config.uec.replay.frequency) == (20, 1.0, 5)
         assert config.actor_rollout_ref.rollout.name == "hf" and config.uec.sample_poll_interval_s == 0.05
         assert config.reward.custom_reward_function.path == "pkg://uec_lab.demo.reward"
@@ -185,6 +185,6 @@ def test_each_run_composes_the_study_groups_then_its_method(tmp_path):
 
 def test_the_recorded_settings_are_what_the_study_changes_from_the_papers():
     settings = study.effective_settings(study.STUDY_GROUPS)
-    assert "data.train_batch_size=32" in settings and "actor_rollout_ref.actor.optim.lr=0.0001" in settings
+    assert "data.train_batch_size=16" in settings and "actor_rollout_ref.actor.optim.lr=0.0005" in settings
     assert not any(s.startswith("uec.exploration.n=") for s in settings)  # the paper's G' = 20: not a change
     assert "data.train_batch_size=64" in study.effective_settings([*study.STUDY_GROUPS, "data.train_batch_size=64"])

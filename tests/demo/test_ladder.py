@@ -29,6 +29,18 @@ def test_bands_follow_the_contract_thresholds():
     assert ladder.task_levels() == [1, 2, 3, 4, 5]
 
 
+def test_a_hard_level_needs_the_contracts_minimum_of_successes():
+    # 384 samples a level: 1 success is luck (unsolved at a minimum of 4), 8 successes a rung to learn from
+    contract = LadderContract(hard_min_successes=4)
+    ladder = ladder_of({2: 0.98, 3: 0.6, 4: 0.22, 5: 8 / 384, 6: 1 / 384}, contract=contract, samples=384)
+    assert ladder.bands == {2: EASY, 3: MEDIUM, 4: MEDIUM, 5: HARD, 6: UNSOLVED}
+    assert ladder.task_levels() == [2, 3, 4, 5]
+    default = ladder_of({2: 0.98, 3: 0.6, 4: 0.22, 5: 8 / 384, 6: 1 / 384}, samples=384)
+    assert default.band_of(6) == HARD  # the first task's contract: one success makes a hard level
+    too_rare = ladder_of({2: 0.98, 3: 0.6, 4: 0.22, 5: 3 / 384}, contract=contract, samples=384)
+    assert "at least 4 success(es)" in too_rare.problems()[0]
+
+
 def test_greedy_decides_easy_and_hard_too():
     # sampled 0.95 but greedy 0.5 is not "solved"; sampled 0.05 but greedy 0.9 is not "rarely solved"
     ladder = ladder_of({1: 0.95, 2: 0.05}, greedy={1: 0.5, 2: 0.9})

@@ -96,6 +96,26 @@ def test_end_to_end_with_a_real_tiny_model(tiny_model, eval_parquet, tmp_path):
     assert on_disk["avg@n"] == pytest.approx(sum(r["correct"] for r in records) / 16)
 
 
+def test_greedy_out_decodes_greedily_in_the_same_process(tiny_model, eval_parquet, tmp_path):
+    out, greedy_out = tmp_path / "eval", tmp_path / "eval_greedy"
+    argv = ["--model", str(tiny_model), "--data", str(eval_parquet), "--out", str(out), *DEMO_REWARD]
+    argv += ["--n", "2", "--temperature", "1.0", "--max-new-tokens", "6", "--greedy-out", str(greedy_out)]
+    sampled, greedy = sample.main(argv)
+    assert (sampled["n"], sampled["temperature"]) == (2, 1.0)
+    assert (greedy["n"], greedy["temperature"], greedy["top_p"]) == (1, 0.0, 1.0)
+    on_disk = json.loads((greedy_out / "digit_sum" / "summary.json").read_text())
+    assert on_disk == json.loads(json.dumps(greedy)) and on_disk["num_problems"] == 4
+    # the same greedy answers as a separate greedy evaluation
+    alone = tmp_path / "alone"
+    argv = ["--model", str(tiny_model), "--data", str(eval_parquet), "--out", str(alone), *DEMO_REWARD]
+    (separate,) = sample.main(argv + ["--n", "1", "--temperature", "0", "--max-new-tokens", "6"])
+    assert separate["avg@n"] == greedy["avg@n"]
+    with pytest.raises(ValueError, match="--greedy-out must differ from --out"):
+        sample.main(
+            ["--model", str(tiny_model), "--data", str(eval_parquet), "--out", str(out), "--greedy-out", str(out)]
+        )
+
+
 def test_scoring_path_counts_known_answers(tiny_model, eval_parquet, tmp_path):
     """A fake generator answers problem i correctly i times out of 4; the real scorer must count exactly that."""
 

@@ -32,6 +32,7 @@ class LadderContract:
     medium_high: float = 0.85
     hard_max: float = 0.1  # hard: sampled accuracy at most this, and at least one success (rarely solved)
     hard_greedy_max: float = 0.3  # ... with greedy decoding no better than this
+    hard_min_successes: int = 1  # ... and at least this many successes: fewer is luck, not a rung to learn from
     min_easy: int = 1  # levels each band must have
     min_medium: int = 2
     min_hard: int = 1
@@ -41,7 +42,7 @@ class LadderContract:
             return EASY
         if self.medium_low <= sampled <= self.medium_high:
             return MEDIUM
-        if successes == 0:
+        if successes < max(1, self.hard_min_successes):
             return UNSOLVED
         if sampled <= self.hard_max and greedy <= self.hard_greedy_max:
             return HARD
@@ -75,7 +76,8 @@ class Ladder:
         rules = {
             EASY: f"sampled and greedy accuracy >= {c.easy_min}",
             MEDIUM: f"sampled accuracy in [{c.medium_low}, {c.medium_high}]",
-            HARD: f"sampled accuracy <= {c.hard_max} with at least one success, greedy <= {c.hard_greedy_max}",
+            HARD: f"sampled accuracy <= {c.hard_max} with at least {max(1, c.hard_min_successes)} success(es), "
+            f"greedy <= {c.hard_greedy_max}",
         }
         return [
             f"{len(self.levels_in(band))} {band} level(s), need {wanted[band]} ({rules[band]})"

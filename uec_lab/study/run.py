@@ -181,8 +181,12 @@ def train_command(
 DEMO_REWARD = "pkg://uec_lab.demo.reward"
 
 
-def eval_command(model: Path, files: Sequence[Path], out: Path, seed: int, settings: dict = EVAL) -> list[str]:
+def eval_command(
+    model: Path, files: Sequence[Path], out: Path, seed: int, settings: dict = EVAL, greedy_out: Path | None = None
+) -> list[str]:
+    """The held-out evaluation: ``settings``' sampling into ``out`` and, with ``greedy_out``, greedy decoding."""
     limit = ["--max-problems", str(settings["problems_per_level"])] if settings.get("problems_per_level") else []
+    limit += ["--greedy-out", str(greedy_out)] if greedy_out is not None else []
     return [
         sys.executable,
         "-m",
@@ -213,11 +217,6 @@ def eval_command(model: Path, files: Sequence[Path], out: Path, seed: int, setti
     ]
 
 
-def greedy(settings: dict) -> dict:
-    """The same evaluation with greedy decoding (one sample per problem): the tables' greedy accuracy."""
-    return {**settings, "n": 1, "temperature": 0.0, "top_p": 1.0}
-
-
 def _run_logged(command: Sequence[str], log: Path, env: dict) -> None:
     with open(log, "w") as stream:
         result = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, env=env)
@@ -245,12 +244,9 @@ def run_one(
     (run_dir / "command.txt").write_text(" ".join(command) + "\n")
     _run_logged(command, run_dir / "train.log", env)
     trained = time.time()
-    command = eval_command(run_dir / "checkpoints", eval_files, run_dir / "eval", spec.seed, eval_settings)
+    checkpoint = run_dir / "checkpoints"
+    command = eval_command(checkpoint, eval_files, run_dir / "eval", spec.seed, eval_settings, run_dir / "eval_greedy")
     _run_logged(command, run_dir / "eval.log", env)
-    command = eval_command(
-        run_dir / "checkpoints", eval_files, run_dir / "eval_greedy", spec.seed, greedy(eval_settings)
-    )
-    _run_logged(command, run_dir / "eval_greedy.log", env)
     record = {
         **asdict(spec),
         "label": METHODS[spec.method].label,
@@ -300,13 +296,8 @@ def evaluate_base(
         print(f"[study] base model, sampling seed {seed}: evaluating", flush=True)
         started = time.time()
         _run_logged(
-            eval_command(demo.model, eval_files, folder / "eval", seed, eval_settings),
+            eval_command(demo.model, eval_files, folder / "eval", seed, eval_settings, folder / "eval_greedy"),
             folder / "eval.log",
-            dict(os.environ),
-        )
-        _run_logged(
-            eval_command(demo.model, eval_files, folder / "eval_greedy", seed, greedy(eval_settings)),
-            folder / "eval_greedy.log",
             dict(os.environ),
         )
         record = {"eval_seconds": round(time.time() - started, 1), "machine": machine_description()}

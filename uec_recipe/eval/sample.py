@@ -371,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="problems per generate call, each n sequences; also the unit of resume (default: hf 8, vllm 256)",
     )
     parser.add_argument("--max-problems", type=int, default=None, help="only the first K problems of each file")
+    parser.add_argument(
+        "--greedy-out",
+        help="also decode greedily (one sample per problem, temperature 0) into this directory, in the same process",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM only")
     parser.add_argument("--save-responses", action="store_true", help="keep full response texts in the JSONL")
@@ -378,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_args(args: argparse.Namespace) -> None:
+    if args.greedy_out is not None and os.path.abspath(args.greedy_out) == os.path.abspath(args.out):
+        raise ValueError("--greedy-out must differ from --out: each holds the samples of one setting")
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
     if args.temperature < 0:
@@ -442,14 +448,24 @@ def main(argv: Sequence[str] | None = None, generate: Generate | None = None) ->
             "pass the training run's data.mm_processor_kwargs so that evaluation sees images as training did",
             file=sys.stderr,
         )
-    settings = SamplingSettings(model_path, args.n, args.temperature, args.top_p, args.max_new_tokens)
+    passes = [(args.out, args.n, args.temperature, args.top_p)]
+    if args.greedy_out:
+        passes.append((args.greedy_out, 1, 0.0, 1.0))
+    summaries = []
+    for out, n, temperature, top_p in passes:
+        summaries += _sample_all(args, benchmarks, model_path, out, n, temperature, top_p, generate, score_fn, scoring)
+    return summaries
 
+
+def _sample_all(args, benchmarks, model_path, out, n, temperature, top_p, generate, score_fn, scoring):
+    """Every benchmark sampled with one setting (n, temperature, top_p) into ``out``."""
+    settings = SamplingSettings(model_path, n, temperature, top_p, args.max_new_tokens)
     transform_chat = None
     if generate is None and args.backend == "vllm":
         generate = make_vllm_sampler(
             model_path,
-            args.temperature,
-            args.top_p,
+            temperature,
+            top_p,
             args.max_new_tokens,
             args.seed,
             args.tensor_parallel_size,
@@ -457,13 +473,13 @@ def main(argv: Sequence[str] | None = None, generate: Generate | None = None) ->
         )
         transform_chat = vllm_chat_of
     elif generate is None:
-        generate = HFSampler(model_path, args.temperature, args.top_p, args.max_new_tokens, args.seed)
+        generate = HFSampler(model_path, temperature, top_p, args.max_new_tokens, args.seed)
 
     summaries = []
     for benchmark in benchmarks:
         summary = evaluate_benchmark(
             benchmark,
-            args.out,
+            out,
             generate,
             settings,
             score_fn,
@@ -478,8 +494,8 @@ def main(argv: Sequence[str] | None = None, generate: Generate | None = None) ->
         passes = ", ".join(f"pass@{k}={v:.4f}" for k, v in summary["pass@k"].items())
         print(
             f"{benchmark.name}: {summary['num_problems']}/{summary['num_problems_in_file']} problems, "
-            f"n={args.n} T={args.temperature} top_p={args.top_p} grader={args.grader}: "
-            f"avg@{args.n}={summary['avg@n']:.4f}, {passes}",
+            f"n={n} T={temperature} top_p={top_p} grader={args.grader}: "
+            f"avg@{n}={summary['avg@n']:.4f}, {passes}",
             file=sys.stderr,
         )
     return summaries
