@@ -185,6 +185,6 @@ def test_each_run_composes_the_study_groups_then_its_method(tmp_path):
 
 def test_the_recorded_settings_are_what_the_study_changes_from_the_papers():
     settings = study.effective_settings(study.STUDY_GROUPS)
-    assert "data.train_batch_size=16" in settings and "actor_rollout_ref.actor.optim.lr=0.0005" in settings
+    assert "data.train_batch_size=16" in settings and "actor_rollout_ref.actor.optim.lr=0.0001" in settings
     assert not any(s.startswith("uec.exploration.n=") for s in settings)  # the paper's G' = 20: not a change
     assert "data.train_batch_size=64" in study.effective_settings([*study.STUDY_GROUPS, "data.train_batch_size=64"])

@@ -438,7 +438,6 @@ def test_the_command_line_dispatches_by_task_and_records(tmp_path, plan, capsys,
     assert "The plan file is not committed" in capsys.readouterr().out
     # a chains study without a plan keeps the first study's report layout; with --plan, a bad plan is refused
     calls = []
-    monkeypatch.setattr(study, "DEFAULT_PLAN", tmp_path / "nowhere.md")
     monkeypatch.setattr("uec_lab.study.report.write_report", lambda folder, line: calls.append(folder))
     assert study.main(arguments[:3]) == 0 and calls == [tmp_path / "records"]
     bad = tmp_path / "bad.md"

@@ -113,9 +113,12 @@ def test_checkpoint_holds_the_uec_state_as_plain_data(uec_run):
         assert loaded == len(state["buffers"][name]["records"])
 
 
+@pytest.mark.faults
 def test_negative_control_without_weight_sync(demo, quickstart, tmp_path):
     """GRPO on policy at T = 1, top_p = 1: the rollout's log-probs and the trainer's agree to float precision when
-    the weights are synced (the study test checks that); with the rollout frozen they drift apart after step 1."""
+    the weights are synced (the study test checks that); with the rollout frozen they drift apart after step 1.
+    An injected fault like those of test_faults_cpu.py, it runs with them (``-m faults``), outside the default
+    command's 15-minute budget."""
     rows, _ = quickstart(tmp_path, steps=3, algo="grpo", env_extra={"UEC_ROLLOUT_FREEZE_WEIGHTS": "1"})
     frozen = [r["training/rollout_probs_diff_max"] for r in rows]
     assert frozen[0] < 1e-4  # step 1: both sides still hold the initial weights

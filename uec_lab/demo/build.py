@@ -157,15 +157,23 @@ def rl_rows(levels, count: int, rng: random.Random, split: str, bands: dict[int,
 
 def build_tokenizer(out_dir, vocab_size: int = 400, seed: int = 7):
     """Train a byte-level BPE (one token per digit) on synthetic task text and save it as an HF tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     rng = random.Random(seed)
     corpus = []
     for _ in range(3000):
         question, total = digit_sum_problem(rng.randint(1, MAX_LEVEL), rng)
         corpus.append(f"user\n{question}\nassistant\n{answer_text(total)}")
     corpus.append('Let\'s think step by step and output the final answer after "####". \\boxed{} system')
+
+    wrapped = train_tokenizer(corpus, vocab_size)
+    if out_dir is not None:
+        wrapped.save_pretrained(out_dir)
+    return wrapped
+
+
+def train_tokenizer(corpus: list[str], vocab_size: int):
+    """A byte-level BPE trained on ``corpus``, one token per digit, with the ChatML special tokens and template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE(unk_token=None))
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
@@ -179,7 +187,7 @@ def build_tokenizer(out_dir, vocab_size: int = 400, seed: int = 7):
         show_progress=False,
     )
     tokenizer.train_from_iterator(corpus, trainer=trainer)
-    wrapped = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
@@ -188,9 +196,6 @@ def build_tokenizer(out_dir, vocab_size: int = 400, seed: int = 7):
         padding_side="left",
         chat_template=CHAT_TEMPLATE,
     )
-    if out_dir is not None:
-        wrapped.save_pretrained(out_dir)
-    return wrapped
 
 
 def build_random_model(tokenizer, settings: DemoSettings = DemoSettings()):
@@ -271,14 +276,20 @@ def supervised_warm_start(model, settings, next_batch, log=_log) -> dict:
 def digit_sum_batch(tokenizer, rng: random.Random, levels, weights, size: int) -> dict:
     """One supervised batch of fresh digit sums, levels drawn with ``weights``: right-padded ids and mask, and
     labels on the answer only (-100 elsewhere)."""
-    import torch
 
     examples = []
     for _ in range(size):
         question, total = digit_sum_problem(rng.choices(levels, weights)[0], rng)
         examples.append(encode_example(tokenizer, question, answer_text(total)))
+    return pad_examples(examples, tokenizer.pad_token_id)
+
+
+def pad_examples(examples: list[tuple[list[int], int]], pad_token_id: int) -> dict:
+    """(token ids, where the answer starts) per example -> right-padded ids and mask, labels on the answer only."""
+    import torch
+
     width = max(len(ids) for ids, _ in examples)
-    input_ids = torch.full((len(examples), width), tokenizer.pad_token_id)
+    input_ids = torch.full((len(examples), width), pad_token_id)
     labels = torch.full((len(examples), width), -100)
     attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
     for row, (ids, answer_start) in enumerate(examples):
@@ -431,14 +442,19 @@ def run_cli(description: str, build, argv=None) -> int:
     args = parser.parse_args(argv)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.print_env else _log
     artifacts = build(root=Path(args.root) if args.root else None, log=log)
-    if args.print_env:
+    print_paths(artifacts, args.print_env)
+    return 0
+
+
+def print_paths(artifacts: DemoArtifacts, as_env: bool) -> None:
+    """Where a demo's model and data are: shell assignments (``--print-env``, read by run_scripts/demo_env.sh)."""
+    if as_env:
         print(
             f"DEMO_MODEL={artifacts.model_dir}\nDEMO_TRAIN={artifacts.train_file}\nDEMO_TEST={artifacts.test_file}\n"
             f"DEMO_REPORT={artifacts.report_file}"
         )
     else:
         print(f"model: {artifacts.model_dir}\ntrain: {artifacts.train_file}\ntest:  {artifacts.test_file}")
-    return 0
 
 
 def main(argv=None) -> int:

@@ -34,12 +34,13 @@ from pathlib import Path
 
 from uec_lab.demo import chain
 from uec_lab.demo.build import (
-    CHAT_TEMPLATE,
-    SPECIAL_TOKENS,
     DemoArtifacts,
     build_cached,
     build_random_model,
     cache_root,
+    pad_examples,
+    print_paths,
+    train_tokenizer,
 )
 from uec_lab.demo.build import _write_parquet as write_parquet
 from uec_lab.demo.ladder import Ladder, LadderContract
@@ -107,35 +108,12 @@ def level_weights(settings: ChainSettings) -> list[float]:
 
 def build_tokenizer(settings: ChainSettings):
     """A byte-level BPE trained on task text, one token per digit, with the ChatML special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     rng = random.Random(settings.seed)
     corpus = []
     for _ in range(2000):
         question, operands = chain.problem(rng.choice(LEVELS), rng)
         corpus.append(f"user\n{question}\nassistant\n{chain.chain_text(operands, rng)}")
-    tokenizer = Tokenizer(models.BPE(unk_token=None))
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
-    )
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=settings.vocab_size,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(corpus, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        bos_token=None,
-        additional_special_tokens=SPECIAL_TOKENS[1:],
-        padding_side="left",
-        chat_template=CHAT_TEMPLATE,
-    )
+    return train_tokenizer(corpus, settings.vocab_size)
 
 
 def warm_start_batch(tokenizer, rng: random.Random, settings: ChainSettings) -> dict:
@@ -144,7 +122,6 @@ def warm_start_batch(tokenizer, rng: random.Random, settings: ChainSettings) -> 
 
     Levels are mixed within a batch: with one level per batch the policy stalled before it learned to copy
     operands (measured while the task was designed)."""
-    import torch
 
     prompts, responses = [], []
     for _ in range(settings.warm_start_batch):
@@ -153,17 +130,7 @@ def warm_start_batch(tokenizer, rng: random.Random, settings: ChainSettings) -> 
         responses.append(chain.chain_text(operands, rng) + tokenizer.eos_token)
     prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     response_ids = tokenizer(responses, add_special_tokens=False)["input_ids"]
-    rows = len(prompts)
-    width = max(len(p) + len(r) for p, r in zip(prompt_ids, response_ids))
-    input_ids = torch.full((rows, width), tokenizer.pad_token_id)
-    labels = torch.full((rows, width), -100)
-    attention_mask = torch.zeros((rows, width), dtype=torch.long)
-    for row, (p, r) in enumerate(zip(prompt_ids, response_ids)):
-        ids = p + r
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        attention_mask[row, : len(ids)] = 1
-        labels[row, len(p) : len(ids)] = torch.tensor(r)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    return pad_examples([(p + r, len(p)) for p, r in zip(prompt_ids, response_ids)], tokenizer.pad_token_id)
 
 
 def learning_rate(step: int, settings: ChainSettings) -> float:
@@ -445,13 +412,7 @@ def main(argv=None) -> int:
         if args.check_ladder:
             ladder = check_ladder_here(artifacts, log=log)
             log(f"[chain] ladder on this machine: {ladder.describe()}")
-    if args.print_env:
-        print(
-            f"DEMO_MODEL={artifacts.model_dir}\nDEMO_TRAIN={artifacts.train_file}\nDEMO_TEST={artifacts.test_file}\n"
-            f"DEMO_REPORT={artifacts.report_file}"
-        )
-    else:
-        print(f"model: {artifacts.model_dir}\ntrain: {artifacts.train_file}\ntest:  {artifacts.test_file}")
+    print_paths(artifacts, args.print_env)
     return 0
 
 

@@ -145,6 +145,8 @@ RECORDED_METRICS = (
     "uec/replay_negative_share",
     "uec/exploration_group_successes/",
     "timing_s/step",
+    "timing_s/gen",
+    "timing_s/gen_explore",
     "tokens/generated",
     "tokens/trained",
     "critic/score/mean",

@@ -38,7 +38,9 @@ def finished_runs(out: Path) -> dict[str, list[Path]]:
 
 
 def level_benchmarks(out: Path) -> list[str]:
-    return sorted(p.stem for p in (out / "eval_data").glob("L*.parquet"))
+    """The held-out levels: the split evaluation set of a study folder, or the levels its compact records hold."""
+    split = sorted(p.stem for p in (out / "eval_data").glob("L*.parquet"))
+    return split or sorted({p.name for p in (out / "runs").glob("*/seed*/eval/L*") if p.is_dir()})
 
 
 def band_of(benchmark: str) -> str:
@@ -324,7 +326,8 @@ def write_report(out: Path, command_line: str = "") -> Path:
         "",
         "## Settings",
         "",
-        "Every run is the real verl trainer with the config groups `platform=cpu task=digit_sum setting=study` "
+        "Every run is the real verl trainer with the config groups "
+        f"`{' '.join(o for o in study['overrides'] if o.split('=')[0] in ('platform', 'task', 'setting'))}` "
         "(`uec_recipe/config/`); the method presets are `uec_recipe/config/algo/*.yaml`. The effective "
         "values of the settings that matter here (batch, lengths and learning rate are demo-sized; the paper's, "
         "arXiv 2604.14646 §3, are in `uec_recipe/config/uec_trainer.yaml`):",

@@ -363,6 +363,7 @@ def run_study(
     eval_settings: dict = EVAL,
     extra_overrides: Sequence[str] = (),
     task: str = DEFAULT_TASK,
+    plan_path: Path | None = None,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     base_overrides = list(study_groups(task))
@@ -390,6 +391,7 @@ def run_study(
                 "settings": settings,
                 "eval": eval_settings,
                 "task": task,
+                "plan": None if plan_path is None else str(Path(plan_path).resolve()),
                 "demo": {k: str(v) for k, v in asdict(demo).items()},
             },
             indent=2,
@@ -421,27 +423,25 @@ def run_study(
 # ---- command line ------------------------------------------------------------------------------------------------
 
 
-DEFAULT_PLAN = REPO / "docs" / "study-plan.md"
-
-
 def report_command(out: Path, args: argparse.Namespace) -> int:
     """Task v2's report against its pre-registered plan (report_v2.py) when study.json's task is chains and a plan
-    is there (--plan, or docs/study-plan.md); otherwise the first study's report (report.py), which tiny and quick
-    studies without a plan keep using."""
+    is named (--plan, or the plan the study ran with, recorded in study.json); otherwise the first study's report
+    (report.py), which pilots and quick studies without a plan use."""
     if not (out / "study.json").is_file():
         raise SystemExit(f"error: {out} has no study.json: run the study (or record it) first")
-    chains = json.loads((out / "study.json").read_text()).get("task", "digits") == "chains"
-    if not chains or (args.plan is None and not DEFAULT_PLAN.is_file()):
+    recorded = json.loads((out / "study.json").read_text())
+    chains = recorded.get("task", "digits") == "chains"
+    if not chains or (args.plan is None and not recorded.get("plan")):
         from uec_lab.study.report import write_report
 
         if chains:
-            print(f"[study] no study plan at {DEFAULT_PLAN}: the first study's report layout", file=sys.stderr)
+            print("[study] no study plan named (--plan): the first study's report layout", file=sys.stderr)
         write_report(out, args.command_line)
         return 0
     from uec_lab.study.plan import PlanError, read_plan
     from uec_lab.study.report_v2 import write_report as write_report_v2
 
-    plan_path = Path(args.plan or DEFAULT_PLAN).resolve()
+    plan_path = Path(args.plan or recorded["plan"]).resolve()
     try:
         plan = read_plan(plan_path)
     except PlanError as error:
@@ -481,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = sub.add_parser("report", help="tables, figures and report.md from the finished runs")
     report.add_argument("--out", required=True, help="a study folder, or the compact records `record` wrote")
     report.add_argument("--command-line", default="", help="the study command, quoted in the report")
-    report.add_argument("--plan", help=f"task v2: the pre-registered plan (default {DEFAULT_PLAN}, if it exists)")
+    report.add_argument("--plan", help="task v2: the pre-registered plan (default: the one the study ran with)")
     report.add_argument("--csv", help="task v2: folder of the per-seed CSV files (default OUT/per-seed)")
     record = sub.add_parser("record", help="copy each finished run's compact record (no checkpoints, no samples)")
     record.add_argument("--out", required=True, help="the study folder")
@@ -528,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "max_new_tokens": EVAL_MAX_NEW_TOKENS[args.task],
         "problems_per_level": args.eval_problems,
     }
-    run_study(out, specs, Demo.from_env(), eval_settings, args.overrides, args.task)
+    run_study(out, specs, Demo.from_env(), eval_settings, args.overrides, args.task, args.plan)
     return 0
 
 
