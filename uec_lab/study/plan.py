@@ -105,7 +105,7 @@ def planned_runs(count: Mapping[str, int], steps: int) -> list[RunSpec]:
 
 # ---- the pre-registered plan (docs/study-plan.md) -----------------------------------------------------------------
 #
-# The second study is held to a plan written before its runs (docs/study-design-notes.md §4): docs/study-plan.md
+# The second study is held to a plan written before its runs (docs/study-plan.md, "Analysis"): docs/study-plan.md
 # holds exactly one fenced block opened with ```yaml study-plan:
 #
 #   task: chains                  # the study's task (study.json "task")

@@ -12,7 +12,7 @@ report reads study.json, the answers of each level (answers.json in records, the
 per run, done.json, metrics.jsonl and the summary.json of every level under eval/ and eval_greedy/. Nothing else,
 so records without checkpoints or samples regenerate the same page.
 
-Statistics (docs/study-design-notes.md §4, ``uec_recipe.eval.stats``): an endpoint's difference method − reference
+Statistics (docs/study-plan.md, "Analysis"; ``uec_recipe.eval.stats``): an endpoint's difference method − reference
 is paired by seed index (seed k of both ran with the same seed settings) or Welch's, as the plan says. Each primary
 endpoint is its own claim at confidence 1 − alpha; the secondary endpoints form one family whose intervals are
 Holm's (``holm_intervals``: an interval excludes 0 exactly when Holm rejects at family-wise alpha). The verdict is
@@ -423,8 +423,8 @@ def analyse(plan: StudyPlan, per_seed: PerSeed) -> list[EndpointResult]:
         a, b = planned(endpoint, endpoint.method), planned(endpoint, endpoint.reference)
         raw.append((endpoint, a, b, compare(a, b, plan.analysis, level)))
     secondary = [i for i, (e, *_) in enumerate(raw) if e.family == "secondary"]
-    placeholder = Estimate(float("nan"), None, 0, level=level)  # an endpoint without runs still counts in Holm's m
-    family = [raw[i][3] or placeholder for i in secondary]
+    missing = Estimate(float("nan"), None, 0, level=level)  # an endpoint without runs still counts in Holm's m
+    family = [raw[i][3] or missing for i in secondary]
     holm = dict(zip(secondary, holm_intervals(family, plan.alpha)))
     adjusted = dict(zip(secondary, holm_adjusted_p([e.p_value for e in family])))
     results = []
