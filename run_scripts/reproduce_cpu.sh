@@ -4,8 +4,10 @@
 # the first task); each final policy sampled and decoded greedily on the held-out levels; tables, curves and
 # DIR/report.md built from them (uec_lab/study/run.py, uec_lab/study/report.py; docs/results.md reads one).
 #   bash run_scripts/reproduce_cpu.sh [--quick] [--seeds N] [--other-seeds N] [--steps N] [--methods a,b] [--out DIR]
-#          [--task chains|digits] [--plan docs/study-plan.md] [--eval-n N] [--eval-problems K] [-- overrides for every run]
+#          [--task chains|digits] [--plan docs/study-plan.md] [--eval-n N] [--eval-problems K] [--jobs N]
+#          [-- overrides for every run]
 # --plan: the pre-registered plan fixes methods, seeds per method and steps (docs/study-plan.md).
+# --jobs N: N runs at a time (default 1); runs that share the machine get no cost figures in the report.
 # Resumable: rerun the same command and finished runs are skipped. --quick: one seed of GRPO and UEC-RL, fewer steps.
 set -euo pipefail
 
@@ -19,14 +21,15 @@ main() {
   PLAN=""
   usage() {
     echo "usage: bash run_scripts/reproduce_cpu.sh [--quick] [--seeds N] [--other-seeds N] [--steps N]" \
-      "[--methods a,b] [--out DIR] [--task chains|digits] [--eval-n N] [--eval-problems K] [-- overrides]" >&2
+      "[--methods a,b] [--out DIR] [--task chains|digits] [--eval-n N] [--eval-problems K] [--jobs N]" \
+      "[-- overrides]" >&2
     exit 2
   }
   while [ $# -gt 0 ]; do
     case "$1" in
       --quick) ARGS+=(--quick); shift ;;
       --plan) [ $# -ge 2 ] || usage; PLAN="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"; ARGS+=("$1" "$PLAN"); shift 2 ;;
-      --seeds|--other-seeds|--steps|--methods|--eval-n|--eval-problems)
+      --seeds|--other-seeds|--steps|--methods|--eval-n|--eval-problems|--jobs)
         [ $# -ge 2 ] || usage; ARGS+=("$1" "$2"); shift 2 ;;
       --out) [ $# -ge 2 ] || usage; OUT="$2"; shift 2 ;;
       --task) [ $# -ge 2 ] || usage; TASK="$2"; ARGS+=("$1" "$2"); shift 2 ;;

@@ -4,6 +4,8 @@ gain over it (the end-to-end study test is tests/e2e/test_study_cpu.py)."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -188,3 +190,56 @@ def test_the_recorded_settings_are_what_the_study_changes_from_the_papers():
     assert "data.train_batch_size=16" in settings and "actor_rollout_ref.actor.optim.lr=0.0001" in settings
     assert not any(s.startswith("uec.exploration.n=") for s in settings)  # the paper's G' = 20: not a change
     assert "data.train_batch_size=64" in study.effective_settings([*study.STUDY_GROUPS, "data.train_batch_size=64"])
+
+
+def _run_study_with(monkeypatch, tmp_path, fake_run_one, jobs: int) -> None:
+    monkeypatch.setattr(study, "split_eval_by_level", lambda demo, folder: [])
+    monkeypatch.setattr(study, "evaluate_base", lambda *args, **kwargs: None)
+    monkeypatch.setattr(study, "run_one", fake_run_one)
+    specs = study.plan(["grpo", "uec"], seeds=3, other_seeds=1, steps=2)
+    demo = study.Demo(*(tmp_path / name for name in ("model", "train", "test", "eval", "report")))
+    study.run_study(tmp_path / "out", specs, demo, jobs=jobs)
+
+
+def test_jobs_train_runs_side_by_side_and_record_that_they_shared_the_machine(monkeypatch, tmp_path, capsys):
+    running, most, lock, seen = [0], [0], threading.Lock(), []
+
+    def fake_run_one(spec, demo, out, eval_files, base_overrides, eval_settings, extra_overrides, jobs):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            seen.append((spec.name, jobs))
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        return {"train_seconds": 1.0, "eval_seconds": 1.0}
+
+    _run_study_with(monkeypatch, tmp_path, fake_run_one, jobs=2)
+    assert most[0] == 2 and sorted(seen) == sorted(
+        (s, 2) for s in ["grpo/seed1", "uec/seed1", "grpo/seed2", "uec/seed2", "grpo/seed3", "uec/seed3"]
+    )
+    out = capsys.readouterr().out
+    assert "[study] 2 runs at a time: they share the machine, so the report shows no cost for them" in out
+    assert "[study] run 6/6:" in out and "[study] all 6 runs finished" in out
+
+
+def test_a_failed_run_starts_no_further_run_when_runs_go_side_by_side(monkeypatch, tmp_path):
+    started = []
+
+    def fake_run_one(spec, demo, out, eval_files, base_overrides, eval_settings, extra_overrides, jobs):
+        started.append(spec.name)
+        time.sleep(0.3)
+        if spec.name == "grpo/seed1":
+            raise RuntimeError("training failed")
+        time.sleep(0.3)
+        return {"train_seconds": 1.0, "eval_seconds": 1.0}
+
+    with pytest.raises(RuntimeError, match="training failed"):
+        _run_study_with(monkeypatch, tmp_path, fake_run_one, jobs=2)
+    assert sorted(started) == ["grpo/seed1", "uec/seed1"]  # the two started at once; nothing after the failure
+
+
+def test_jobs_must_be_positive(monkeypatch, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _planned_by_command_line(monkeypatch, tmp_path, "--jobs", "0")
+    assert "--jobs must be >= 1, got 0" in capsys.readouterr().err

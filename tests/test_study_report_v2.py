@@ -444,3 +444,21 @@ def test_the_command_line_dispatches_by_task_and_records(tmp_path, plan, capsys,
     bad.write_text("no plan")
     with pytest.raises(SystemExit, match="expected exactly one ```yaml study-plan block"):
         study.main([*arguments[:3], "--plan", str(bad)])
+
+
+def test_runs_that_shared_the_machine_get_no_cost_and_keep_that_through_the_csv(out, plan, tmp_path):
+    shared = out / "runs" / "uec" / "seed2" / "done.json"
+    shared.write_text(json.dumps({**json.loads(shared.read_text()), "concurrent_runs": 2}))
+    per_seed = report_v2.collect(out, plan)
+    assert [c.concurrent_runs for c in per_seed.cost if (c.method, c.seed) == ("uec", 2)] == [2]
+    per_seed.to_csv(tmp_path / "csv")
+    assert report_v2.PerSeed.from_csv(tmp_path / "csv") == per_seed
+    lines = report_v2.cost_lines(per_seed, ["grpo", "uec"], RESAMPLES)
+    assert lines[0] == "Not shown for 1 run(s) trained while other runs shared the machine (`run --jobs`): uec seed 2."
+    # UEC-RL's cost comes from seeds 1 and 3 alone: 20 + s per step, mean 22
+    assert any(line.startswith("| UEC-RL | 22.00 ± ") for line in lines)
+    for c in per_seed.cost:
+        c.concurrent_runs = 2
+    assert report_v2.cost_lines(per_seed, ["grpo", "uec"], RESAMPLES)[-1] == (
+        "No run logged `timing_s/step` on a machine of its own."
+    )

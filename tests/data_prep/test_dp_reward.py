@@ -147,9 +147,7 @@ PAPER_GOLDS = ["10", "\\frac{1}{2}", "B", "18", "30", "34", "25\\%", "7.353e14",
 PAPER_GOLDS += ["1000", "3", "None"]
 
 
-@pytest.mark.parametrize(
-    "data_source", sorted(ANSWER_KIND_BY_DATA_SOURCE)
-)
+@pytest.mark.parametrize("data_source", sorted(ANSWER_KIND_BY_DATA_SOURCE))
 def test_paper_grader_is_mathruler_exactly(data_source):
     from mathruler.grader import extract_boxed_content, grade_answer
 

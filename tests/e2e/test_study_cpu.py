@@ -1,7 +1,8 @@
 """The reproduction study's plumbing end to end on task v2's shipped policy, in a tiny configuration run from a
 pre-registered plan: GRPO, DAPO, KL-Cov, Entropy-Adv, UEC-RL+ (pipelined exploration, adaptive
 budget), UEC-RL with the release's rules and UEC-RL with T' = T, one seed of 2 steps each, through the real
-trainer, evaluated on 2 problems per level (sampled and greedy), recorded and reported against the plan. The same
+trainer, two runs at a time (``--jobs 2``: start-up is mostly one core's work, so two runs take little more than
+one), evaluated on 2 problems per level (sampled and greedy), recorded and reported against the plan. The same
 runs are the presets' end-to-end tests: each preset's signature is read where verl shows it (its resolved
 configuration in train.log, its metrics in metrics.jsonl). No test here asserts which method wins.
 """
@@ -55,7 +56,7 @@ def study(out: Path) -> subprocess.CompletedProcess:
     plan = out.parent / "tiny-plan.md"
     plan.write_text(PLAN)
     command = ["bash", str(REPO / "run_scripts/reproduce_cpu.sh"), "--plan", str(plan)]
-    command += ["--eval-n", "2", "--eval-problems", "2", "--out", str(out)]
+    command += ["--eval-n", "2", "--eval-problems", "2", "--jobs", "2", "--out", str(out)]
     result = subprocess.run([*command, "--", *TINY], capture_output=True, text=True, timeout=2400, env=dict(os.environ))
     (out.parent / f"{out.name}.log").write_text(result.stdout + "\n--- stderr ---\n" + result.stderr)
     assert result.returncode == 0, f"study failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
@@ -81,12 +82,14 @@ def test_every_run_trains_evaluates_and_records_its_code(tiny_study):
     out, stdout = tiny_study
     assert "[study] run 1/7: GRPO seed 1 (2 steps)" in stdout and "[study] run 7/7" in stdout
     assert "about 0:" in stdout  # the time left, estimated once a run finished
+    assert "[study] 2 runs at a time" in stdout  # two runs side by side (two Rays): the test's time, not the study's
     for method in METHODS:
         rows = metrics(out, method)
         assert [r["step"] for r in rows] == [1, 2]
         assert all("entropy/regular_rollout" in r and r["tokens/trained"] >= 0 for r in rows)
         done = json.loads((out / "runs" / method / "seed1" / "done.json").read_text())
         assert done["code"]["commit"] and done["train_seconds"] > 0 and "cores" in done["machine"]
+        assert done["concurrent_runs"] == 2
         levels = sorted(p.name for p in (out / "runs" / method / "seed1" / "eval").iterdir() if p.is_dir())
         assert levels == sorted(p.stem for p in (out / "eval_data").glob("*.parquet"))
         summary = json.loads((out / "runs" / method / "seed1" / "eval" / levels[0] / "summary.json").read_text())
@@ -111,6 +114,7 @@ def test_report_follows_the_plan_and_its_numbers_come_from_the_published_csv(tin
         "## Exploratory",
     ):
         assert section in report, section
+    assert "Not shown for 7 run(s) trained while other runs shared the machine" in report  # --jobs 2
     assert "| P1 |" in report and "| S1 |" in report and "(1 seed)" in report  # one seed: no interval
     assert "| holds" not in report and "| opposite" not in report  # ... so nothing is decided
     accuracy = (out / "per-seed" / "accuracy.csv").read_text().splitlines()

@@ -171,6 +171,7 @@ class RunCost:
     steps: int
     seconds: float
     trained_tokens: float
+    concurrent_runs: int = 1  # runs the study trained at once (run --jobs): above 1 the machine was shared
 
     @property
     def seconds_per_step(self) -> float:
@@ -278,9 +279,10 @@ class PerSeed:
                 out.writerow([e.method, e.seed, e.metric, e.steps, e.window, *values])
         with open(paths[2], "w", newline="") as stream:
             out = csv.writer(stream)
-            out.writerow(["method", "seed", "machine", "steps_timed", "seconds", "trained_tokens"])
+            out.writerow(["method", "seed", "machine", "steps_timed", "seconds", "trained_tokens", "concurrent_runs"])
             for c in self.cost:
-                out.writerow([c.method, c.seed, c.machine, c.steps, cell(c.seconds), cell(c.trained_tokens)])
+                timing = [cell(c.seconds), cell(c.trained_tokens), c.concurrent_runs]
+                out.writerow([c.method, c.seed, c.machine, c.steps, *timing])
         return paths
 
     @classmethod
@@ -306,7 +308,7 @@ class PerSeed:
             for row in csv.DictReader(stream):
                 result.cost.append(
                     RunCost(row["method"], int(row["seed"]), row["machine"], int(row["steps_timed"]),
-                            float(row["seconds"]), float(row["trained_tokens"]))
+                            float(row["seconds"]), float(row["trained_tokens"]), int(row.get("concurrent_runs") or 1))
                 )  # fmt: skip
         return result
 
@@ -336,10 +338,11 @@ def run_cost(method: str, seed: int, run: Path, rows: Sequence[dict]) -> RunCost
     timed = [r for r in rows if r["step"] >= 2 and "timing_s/step" in r]
     if not timed:
         return None
-    machine = _json(run / "done.json").get("machine", "not recorded")
+    done = _json(run / "done.json")
     return RunCost(
-        method, seed, machine, len(timed),
+        method, seed, done.get("machine", "not recorded"), len(timed),
         sum(r["timing_s/step"] for r in timed), sum(r.get("tokens/trained", 0) for r in timed),
+        int(done.get("concurrent_runs", 1)),
     )  # fmt: skip
 
 
@@ -768,10 +771,16 @@ def uec_mechanism_lines(metrics: Mapping[str, Mapping[int, list]], methods: Sequ
 
 
 def cost_lines(per_seed: PerSeed, methods: Sequence[str], resamples: int) -> list[str]:
-    by_method = {m: [c for c in per_seed.cost if c.method == m] for m in methods}
+    shared = [c for c in per_seed.cost if c.method in methods and c.concurrent_runs > 1]
+    note = (
+        [f"Not shown for {len(shared)} run(s) trained while other runs shared the machine (`run --jobs`): "
+         + ", ".join(f"{c.method} seed {c.seed}" for c in shared) + ".", ""]
+        if shared else []
+    )  # fmt: skip
+    by_method = {m: [c for c in per_seed.cost if c.method == m and c.concurrent_runs == 1] for m in methods}
     by_method = {m: cs for m, cs in by_method.items() if cs}
     if not by_method:
-        return ["No run logged `timing_s/step`."]
+        return [*note, "No run logged `timing_s/step` on a machine of its own."]
     machines = sorted({c.machine for cs in by_method.values() for c in cs})
     reference = by_method.get("grpo")
 
@@ -795,6 +804,7 @@ def cost_lines(per_seed: PerSeed, methods: Sequence[str], resamples: int) -> lis
         "| method | seconds per step | ratio to GRPO | seconds per 1k trained tokens | ratio to GRPO |",
         "|---|---|---|---|---|",
     ]  # fmt: skip
+    lines = [*note, *lines]
     for m, costs in by_method.items():
         step = [c.seconds_per_step for c in costs]
         token = [v for c in costs if (v := c.seconds_per_1k_tokens) is not None]

@@ -23,8 +23,10 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -233,6 +235,7 @@ def run_one(
     base_overrides: Sequence[str],
     eval_settings: dict,
     extra_overrides: Sequence[str] = (),
+    jobs: int = 1,
 ) -> dict:
     run_dir = out / "runs" / spec.method / f"seed{spec.seed}"
     if run_dir.exists():
@@ -256,6 +259,7 @@ def run_one(
         "machine": machine_description(),
         "train_seconds": round(trained - started, 1),
         "eval_seconds": round(time.time() - trained, 1),
+        "concurrent_runs": jobs,  # above 1 other runs shared the machine: the report shows no cost for it
     }
     (run_dir / "done.json").write_text(json.dumps(record, indent=2))
     return record
@@ -364,6 +368,7 @@ def run_study(
     extra_overrides: Sequence[str] = (),
     task: str = DEFAULT_TASK,
     plan_path: Path | None = None,
+    jobs: int = 1,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     base_overrides = list(study_groups(task))
@@ -408,15 +413,36 @@ def run_study(
     if done:
         print(f"[study] {done} of {len(specs)} runs already finished in {out}: skipped", flush=True)
     progress = Progress(total=len(specs))
-    for offset, spec in enumerate(todo):
-        print(progress.line(done + offset + 1, spec, todo[offset:]), flush=True)
-        record = run_one(spec, demo, out, eval_files, base_overrides, eval_settings, extra_overrides)
-        progress.record(spec.method, record["train_seconds"] + record["eval_seconds"])
-        print(
-            f"[study]   finished in {_clock(record['train_seconds'] + record['eval_seconds'])} "
-            f"(training {record['train_seconds']:.0f}s, evaluation {record['eval_seconds']:.0f}s)",
-            flush=True,
-        )
+
+    def train(index: int, spec: RunSpec) -> None:
+        with lock:
+            if failed.is_set():
+                return  # a run failed: no further run starts; the runs under way end
+            print(progress.line(done + index + 1, spec, todo[index:]), flush=True)
+        try:
+            record = run_one(spec, demo, out, eval_files, base_overrides, eval_settings, extra_overrides, jobs)
+        except BaseException:
+            failed.set()
+            raise
+        seconds = record["train_seconds"] + record["eval_seconds"]
+        with lock:
+            progress.record(spec.method, seconds / jobs)  # the study's pace: jobs runs share each stretch of time
+            print(
+                f"[study]   {METHODS[spec.method].label} seed {spec.seed} finished in {_clock(seconds)} "
+                f"(training {record['train_seconds']:.0f}s, evaluation {record['eval_seconds']:.0f}s)",
+                flush=True,
+            )
+
+    lock, failed = threading.Lock(), threading.Event()
+    if jobs == 1:
+        for index, spec in enumerate(todo):
+            train(index, spec)
+    else:
+        print(f"[study] {jobs} runs at a time: they share the machine, so the report shows no cost for them",
+              flush=True)  # fmt: skip
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            for future in as_completed([pool.submit(train, i, spec) for i, spec in enumerate(todo)]):
+                future.result()  # the first failure, once the runs under way have ended
     print(f"[study] all {len(specs)} runs finished in {out} ({_clock(time.time() - progress.started)})", flush=True)
 
 
@@ -477,6 +503,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     run.add_argument("--eval-n", type=int, default=EVAL["n"], help="samples per held-out problem")
     run.add_argument("--eval-problems", type=int, help="evaluate only the first K problems of each level")
+    run.add_argument(
+        "--jobs", type=int, default=1, help="runs trained at once (default 1; above 1 they share the machine and "
+        "the report shows no cost for them)"
+    )  # fmt: skip
     run.add_argument("overrides", nargs="*", help="after --: hydra overrides added to every training run")
     report = sub.add_parser("report", help="tables, figures and report.md from the finished runs")
     report.add_argument("--out", required=True, help="a study folder, or the compact records `record` wrote")
@@ -522,13 +552,15 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"the others; {steps} steps each) on {machine_description()}", flush=True)  # fmt: skip
     if args.eval_n < 1 or (args.eval_problems is not None and args.eval_problems < 1):
         parser.error("--eval-n and --eval-problems must be >= 1")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
     eval_settings = {
         **EVAL,
         "n": args.eval_n,
         "max_new_tokens": EVAL_MAX_NEW_TOKENS[args.task],
         "problems_per_level": args.eval_problems,
     }
-    run_study(out, specs, Demo.from_env(), eval_settings, args.overrides, args.task, args.plan)
+    run_study(out, specs, Demo.from_env(), eval_settings, args.overrides, args.task, args.plan, args.jobs)
     return 0
 
 
