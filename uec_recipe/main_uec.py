@@ -26,11 +26,12 @@ def check_config(config, dry_run: bool = False) -> None:
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
 
-    from uec_recipe.algo.config import load_and_validate
+    from uec_recipe.algo.config import check_actor_micro_batch, load_and_validate
     from uec_recipe.baselines import check_baselines
     from uec_recipe.checkpoint import check_resume_state
 
     load_and_validate(config)
+    check_actor_micro_batch(config)
     check_baselines(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     check_datasets(config, dry_run=dry_run)

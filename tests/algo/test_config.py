@@ -259,15 +259,29 @@ def matched_n_folder(folder: Path, task: str, n: int) -> str:
 def test_matched_grpo_is_grpo_with_the_tasks_samples_per_prompt(tmp_path):
     from uec_recipe.main_uec import dry_run_config
 
-    search = matched_n_folder(tmp_path, "digit_sum", 9)
+    search = matched_n_folder(tmp_path, "digit_sum", 8)  # 16 x 8 rows: micro 32 divides
     config = dry_run_config(["platform=cpu", "task=digit_sum", "algo=grpo_matched", search])
     grpo = dry_run_config(["platform=cpu", "task=digit_sum", "algo=grpo"])
     # the task's file wins over the task's own n (4): it is loaded again after the task group
     assert changed_keys(config, grpo) == {
-        "actor_rollout_ref.rollout.n": (9, 4),
+        "actor_rollout_ref.rollout.n": (8, 4),
         "trainer.experiment_name": ("grpo_matched", "grpo"),
     }
     assert config.algorithm.adv_estimator == "grpo" and not config.uec.enable
     # the study's setting group sets n = 5 after the task: the matched n still wins
     study = composed("platform=cpu", "task=digit_sum", "setting=study", "algo=grpo_matched", search)
-    assert study.actor_rollout_ref.rollout.n == 9
+    assert study.actor_rollout_ref.rollout.n == 8
+
+
+@pytest.mark.parametrize("algo", ["grpo", "dapo", "grpo_matched"])
+def test_a_micro_batch_that_does_not_divide_the_mini_batch_is_refused_before_ray(algo, tmp_path):
+    # verl asserts this inside the actor worker, once Ray and the models are up; the entry point's checks stop first
+    from uec_recipe.main_uec import dry_run_config
+
+    overrides = ["platform=cpu", "task=digit_sum", f"algo={algo}", "data.train_batch_size=16"]
+    overrides += ["actor_rollout_ref.actor.ppo_mini_batch_size=8", "actor_rollout_ref.rollout.n=5"]
+    if algo == "grpo_matched":
+        overrides += [matched_n_folder(tmp_path, "digit_sum", 5)]
+    dry_run_config([*overrides, "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8"])  # 40 rows: 8 divides
+    with pytest.raises(ValueError, match=r"ppo_micro_batch_size_per_gpu=16: .* 40 rows .* pick a divisor of 40"):
+        dry_run_config([*overrides, "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=16"])

@@ -1,6 +1,7 @@
 """The reproduction study's plumbing end to end on task v2's shipped policy, in a tiny configuration run from a
 pre-registered plan: GRPO, DAPO, KL-Cov, Entropy-Adv, UEC-RL+ (pipelined exploration, adaptive
-budget), UEC-RL with the release's rules and UEC-RL with T' = T, one seed of 2 steps each, through the real
+budget), UEC-RL with the release's rules, UEC-RL with T' = T and matched-generation GRPO (its n from a config folder
+added to hydra's search path), one seed of 2 steps each, through the real
 trainer, two runs at a time (``--jobs 2``: start-up is mostly one core's work, so two runs take little more than
 one), evaluated on 2 problems per level (sampled and greedy), recorded and reported against the plan. The same
 runs are the presets' end-to-end tests: each preset's signature is read where verl shows it (its resolved
@@ -23,7 +24,8 @@ from uec_lab.summary import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
-METHODS = ["grpo", "dapo", "kl_cov", "entropy_adv", "uec_plus", "uec_release", "uec_same_temp"]
+METHODS = ["grpo", "dapo", "kl_cov", "entropy_adv", "uec_plus", "uec_release", "uec_same_temp", "grpo_matched"]
+MATCHED_N = 6  # matched-generation GRPO's samples per prompt in the tiny study (8 prompts x 6 = 48 rows a step)
 PLAN = f"""# tiny plan
 ```yaml study-plan
 task: chains
@@ -52,12 +54,25 @@ TINY = [
 ]
 
 
+def matched_config(folder: Path) -> str:
+    """A config folder with task v2's matched n (the study writes it with `python -m uec_lab.study match`; its
+    measurement is tested in tests/test_study_match.py), and the override that adds the folder to hydra's search."""
+    (folder / "task_algo").mkdir(parents=True, exist_ok=True)
+    (folder / "task_algo" / "chain_sum_grpo_matched.yaml").write_text(
+        f"# @package _global_\nactor_rollout_ref:\n  rollout:\n    n: {MATCHED_N}\n"
+    )
+    return f"hydra.searchpath=[pkg://verl.trainer.config,file://{folder}]"
+
+
 def study(out: Path) -> subprocess.CompletedProcess:
     plan = out.parent / "tiny-plan.md"
     plan.write_text(PLAN)
     command = ["bash", str(REPO / "run_scripts/reproduce_cpu.sh"), "--plan", str(plan)]
     command += ["--eval-n", "2", "--eval-problems", "2", "--jobs", "2", "--out", str(out)]
-    result = subprocess.run([*command, "--", *TINY], capture_output=True, text=True, timeout=2400, env=dict(os.environ))
+    overrides = [*TINY, matched_config(out.parent / "matched-config")]
+    result = subprocess.run(
+        [*command, "--", *overrides], capture_output=True, text=True, timeout=2400, env=dict(os.environ)
+    )
     (out.parent / f"{out.name}.log").write_text(result.stdout + "\n--- stderr ---\n" + result.stderr)
     assert result.returncode == 0, f"study failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
@@ -80,7 +95,7 @@ def train_log(out: Path, method: str) -> str:
 
 def test_every_run_trains_evaluates_and_records_its_code(tiny_study):
     out, stdout = tiny_study
-    assert "[study] run 1/7: GRPO seed 1 (2 steps)" in stdout and "[study] run 7/7" in stdout
+    assert "[study] run 1/8: GRPO seed 1 (2 steps)" in stdout and "[study] run 8/8" in stdout
     assert "about 0:" in stdout  # the time left, estimated once a run finished
     assert "[study] 2 runs at a time" in stdout  # two runs side by side (two Rays): the test's time, not the study's
     for method in METHODS:
@@ -114,7 +129,7 @@ def test_report_follows_the_plan_and_its_numbers_come_from_the_published_csv(tin
         "## Exploratory",
     ):
         assert section in report, section
-    assert "Not shown for 7 run(s) trained while other runs shared the machine" in report  # --jobs 2
+    assert "Not shown for 8 run(s) trained while other runs shared the machine" in report  # --jobs 2
     assert "| P1 |" in report and "| S1 |" in report and "(1 seed)" in report  # one seed: no interval
     assert "| holds" not in report and "| opposite" not in report  # ... so nothing is decided
     accuracy = (out / "per-seed" / "accuracy.csv").read_text().splitlines()
@@ -132,7 +147,7 @@ def test_report_follows_the_plan_and_its_numbers_come_from_the_published_csv(tin
 def test_a_rerun_skips_finished_runs_and_refuses_other_settings(tiny_study):
     out, _ = tiny_study
     again = study(out)
-    assert "7 of 7 runs already finished" in again.stdout and "[study] run " not in again.stdout
+    assert "8 of 8 runs already finished" in again.stdout and "[study] run " not in again.stdout
     refused = subprocess.run(
         ["bash", str(REPO / "run_scripts/reproduce_cpu.sh"), "--methods", "grpo", "--steps", "3", "--out", str(out)],
         capture_output=True,
@@ -209,3 +224,20 @@ def test_uec_same_temp_explores_at_the_rollout_temperature(tiny_study):
     assert any(r["uec/exploration_samples"] > 0 for r in rows), "a difficult prompt is expected in 8"
     assert exploration_temperature(train_log(out, "uec_same_temp")) == 1.0  # the rollout's T
     assert exploration_temperature(train_log(out, "uec_release")) == 1.2  # the paper's T'
+
+
+def test_grpo_matched_is_grpo_drawing_the_tasks_matched_n(tiny_study):
+    from uec_recipe.main_uec import dry_run_config
+
+    out, _ = tiny_study
+    rows, log = metrics(out, "grpo_matched"), train_log(out, "grpo_matched")
+    assert not any(k.startswith("uec/") for r in rows for k in r), "the UEC step ran in a baseline"
+    assert f"'n': {MATCHED_N}," in log and "'adv_estimator': 'grpo'" in log
+    # the run's own command composes to GRPO with the matched n, which wins over the study's n = 5
+    command = (out / "runs" / "grpo_matched" / "seed1" / "command.txt").read_text().split()
+    config = dry_run_config(command[command.index("uec_recipe.main_uec") + 1 :])
+    assert (config.actor_rollout_ref.rollout.n, config.trainer.experiment_name) == (
+        MATCHED_N,
+        "study-grpo_matched-seed1",
+    )
+    assert config.algorithm.adv_estimator == "grpo" and not config.uec.enable

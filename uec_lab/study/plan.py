@@ -144,6 +144,8 @@ RECORDED_METRICS = (
     "uec/replay_rows",
     "uec/replay_negative_share",
     "uec/exploration_group_successes/",
+    "uec/regular_samples",  # with uec/exploration_samples: the samples a step, for matched-generation GRPO (match.py)
+    "uec/exploration_samples",
     "timing_s/step",
     "timing_s/gen",
     "timing_s/gen_explore",

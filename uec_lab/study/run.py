@@ -513,12 +513,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--command-line", default="", help="the study command, quoted in the report")
     report.add_argument("--plan", help="task v2: the pre-registered plan (default: the one the study ran with)")
     report.add_argument("--csv", help="task v2: folder of the per-seed CSV files (default OUT/per-seed)")
+    match = sub.add_parser("match", help="matched-generation GRPO: UEC-RL's samples per step -> the task's n")
+    match.add_argument("--out", required=True, help="a study folder, or the compact records `record` wrote")
+    match.add_argument("--method", default="uec", help="the UEC-RL method measured (default uec)")
+    where = match.add_mutually_exclusive_group()
+    where.add_argument(
+        "--write", action="store_true", help="write uec_recipe/config/task_algo/<task>_grpo_matched.yaml"
+    )
+    where.add_argument("--to", help="write task_algo/<task>_grpo_matched.yaml under this config folder instead")
     record = sub.add_parser("record", help="copy each finished run's compact record (no checkpoints, no samples)")
     record.add_argument("--out", required=True, help="the study folder")
     record.add_argument("--to", required=True, help="the records folder (e.g. under docs/)")
     args = parser.parse_args(argv)
 
     out = Path(args.out).resolve()
+    if args.command == "match":
+        from uec_lab.study import match as matching
+
+        to = matching.CONFIG_DIR if args.write else Path(args.to).resolve() if args.to else None
+        return matching.main(out, args.method, to)
     if args.command == "record":
         from uec_lab.study.report_v2 import record_runs
 

@@ -425,6 +425,22 @@ def _micro_batch_problems(n0: int, config) -> list[str]:
     return problems
 
 
+def check_actor_micro_batch(config) -> None:
+    """Every method: a PPO mini-batch must split into whole micro-batches on each data-parallel rank. verl asserts
+    this inside the actor worker, after Ray and the models have started; here it fails before."""
+    actor = config.actor_rollout_ref.actor
+    micro = actor.get("ppo_micro_batch_size_per_gpu")
+    if not micro or actor.get("use_dynamic_bsz", False):
+        return
+    rows = int(actor.ppo_mini_batch_size) * int(config.actor_rollout_ref.rollout.n) // data_parallel_size(config)
+    if rows % int(micro):
+        raise ValueError(
+            f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={micro}: a mini-batch gives each data-parallel "
+            f"rank {rows} rows (actor.ppo_mini_batch_size x rollout.n / ranks), which must be a multiple of the "
+            f"micro-batch size; pick a divisor of {rows}"
+        )
+
+
 def load_and_validate(config) -> UECConfig:
     """Parse ``config.uec`` and raise one UECConfigError listing every problem."""
     mode = config.get("trainer", {}).get("v1", {}).get("trainer_mode")
