@@ -132,3 +132,19 @@ def test_the_shipped_policy_meets_the_ladder_contract_on_this_machine():
     # check_ladder_here raises LadderError, naming the measured figures, when a band is missing on this machine
     ladder = chain_build.check_ladder_here(chain_build.verify_shipped(), log=lambda _: None)
     assert isinstance(ladder, Ladder) and not ladder.problems()
+
+
+def test_a_warm_start_stopped_at_a_step_saves_the_policy_and_reports_its_ladder(tmp_path):
+    # the pilots' variant of the build: a fixed step instead of the contract, the ladder reported, nothing shipped
+    from dataclasses import replace
+
+    small = replace(chain_build.ChainSettings(), ladder_prompts_per_level=1, ladder_samples=2)
+    report, ladder = chain_build.warm_start_to_step(3, tmp_path / "early", small, log=lambda message: None)
+    assert report["steps"] == 3 and sorted(ladder.sampled) == list(range(2, 10))
+    saved = json.loads((tmp_path / "early" / "ladder.json").read_text())
+    assert saved["steps"] == 3 and saved["ladder"]["samples_per_level"] == 2
+    assert (tmp_path / "early" / "model" / "model.safetensors").is_file()
+    with pytest.raises(SystemExit, match="--stop-at-step 0: give a step in 1..4000"):
+        chain_build.warm_start_to_step(0, tmp_path / "none", small)
+    with pytest.raises(SystemExit):
+        chain_build.main(["--stop-at-step", "3"])  # needs --root

@@ -315,6 +315,36 @@ def build_chain(settings: ChainSettings = ChainSettings(), root: Path | None = N
     return artifacts
 
 
+def warm_start_to_step(
+    step: int, out: Path, settings: ChainSettings = ChainSettings(), log=_log
+) -> tuple[dict, Ladder]:
+    """For pilots of where the warm start should stop: the build's warm start (same seed, batches and schedule)
+    stopped at ``step`` whatever its ladder, the full ladder measured against the task's contract (reported, not
+    required), the policy saved to ``out``/model with the ladder in ``out``/ladder.json. Nothing is cached or
+    shipped."""
+    import torch
+
+    if not 1 <= step <= settings.warm_start_steps:
+        raise SystemExit(f"error: --stop-at-step {step}: give a step in 1..{settings.warm_start_steps} (the schedule)")
+    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
+    torch.manual_seed(settings.seed)
+    tokenizer = build_tokenizer(settings)
+    model = build_random_model(tokenizer, settings)
+    anything = LadderContract(min_easy=0, min_medium=0, min_hard=0)  # the first check (at ``step``) stops it
+    stopped = replace(settings, check_from=step, check_every=step, contract=anything)
+    report, _ = warm_start_until_ladder(model, tokenizer, stopped, log=log)
+    ladder = measure_ladder(model, tokenizer, settings)
+    log(f"[chain] stopped at step {report['steps']}; ladder: {ladder.describe()}")
+    for problem in ladder.problems():
+        log(f"[chain]   not the task's contract: {problem}")
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out / "model")
+    tokenizer.save_pretrained(out / "model")
+    report.update(ladder=ladder.to_json(), machine=machine_description())
+    (out / "ladder.json").write_text(json.dumps(report, indent=2))
+    return report, ladder
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -397,10 +427,18 @@ def main(argv=None) -> int:
     mode.add_argument("--build", action="store_true", help="build from scratch into the cache (contract checked)")
     mode.add_argument("--ship", action="store_true", help="build, then replace assets/chain_sum/ with the result")
     mode.add_argument("--check-ladder", action="store_true", help="measure the shipped policy's ladder here")
+    mode.add_argument(
+        "--stop-at-step", type=int, metavar="N", help="pilots: the warm start stopped at step N, saved to --root"
+    )
     parser.add_argument("--root", help="with --build or --ship: build into this folder instead of the cache")
     parser.add_argument("--print-env", action="store_true", help="print DEMO_MODEL=... DEMO_TRAIN=... lines")
     args = parser.parse_args(argv)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.print_env else _log
+    if args.stop_at_step is not None:
+        if not args.root:
+            parser.error("--stop-at-step needs --root DIR (where the policy and its ladder go)")
+        warm_start_to_step(args.stop_at_step, Path(args.root), log=log)
+        return 0
     if args.build or args.ship:
         artifacts = build_chain(root=Path(args.root) if args.root else None, log=log)
         if args.ship:
