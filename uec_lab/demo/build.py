@@ -276,7 +276,6 @@ def supervised_warm_start(model, settings, next_batch, log=_log) -> dict:
 def digit_sum_batch(tokenizer, rng: random.Random, levels, weights, size: int) -> dict:
     """One supervised batch of fresh digit sums, levels drawn with ``weights``: right-padded ids and mask, and
     labels on the answer only (-100 elsewhere)."""
-
     examples = []
     for _ in range(size):
         question, total = digit_sum_problem(rng.choices(levels, weights)[0], rng)

@@ -122,7 +122,6 @@ def warm_start_batch(tokenizer, rng: random.Random, settings: ChainSettings) -> 
 
     Levels are mixed within a batch: with one level per batch the policy stalled before it learned to copy
     operands (measured while the task was designed)."""
-
     prompts, responses = [], []
     for _ in range(settings.warm_start_batch):
         question, operands = chain.problem(rng.choices(LEVELS, level_weights(settings))[0], rng)
@@ -286,17 +285,22 @@ def write_task_data(ladder: Ladder, settings: ChainSettings, data_dir: Path) -> 
 # ---- build, ship, verify ---------------------------------------------------------------------------------------
 
 
-def build_chain(settings: ChainSettings = ChainSettings(), root: Path | None = None, log=_log) -> DemoArtifacts:
-    """Build (or reuse from the cache) task v2 from scratch on this machine; the ladder contract is checked."""
+def initial_policy(settings: ChainSettings):
+    """The tokenizer and the randomly initialised policy every warm start of ``settings`` begins from (seeded)."""
     import torch
 
+    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
+    torch.manual_seed(settings.seed)
+    tokenizer = build_tokenizer(settings)
+    return tokenizer, build_random_model(tokenizer, settings)
+
+
+def build_chain(settings: ChainSettings = ChainSettings(), root: Path | None = None, log=_log) -> DemoArtifacts:
+    """Build (or reuse from the cache) task v2 from scratch on this machine; the ladder contract is checked."""
     artifacts = DemoArtifacts(Path(root) if root is not None else cache_root() / f"chain-{settings.key()}")
 
     def build_into(staging: Path) -> None:
-        torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
-        torch.manual_seed(settings.seed)
-        tokenizer = build_tokenizer(settings)
-        model = build_random_model(tokenizer, settings)
+        tokenizer, model = initial_policy(settings)
         n_params = sum(p.numel() for p in model.parameters())
         log(f"[chain] policy: Qwen2 architecture, {n_params / 1e6:.2f}M parameters, vocab {len(tokenizer)}")
         report, ladder = warm_start_until_ladder(model, tokenizer, settings, log=log)
@@ -322,14 +326,9 @@ def warm_start_to_step(
     stopped at ``step`` whatever its ladder, the full ladder measured against the task's contract (reported, not
     required), the policy saved to ``out``/model with the ladder in ``out``/ladder.json. Nothing is cached or
     shipped."""
-    import torch
-
     if not 1 <= step <= settings.warm_start_steps:
         raise SystemExit(f"error: --stop-at-step {step}: give a step in 1..{settings.warm_start_steps} (the schedule)")
-    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
-    torch.manual_seed(settings.seed)
-    tokenizer = build_tokenizer(settings)
-    model = build_random_model(tokenizer, settings)
+    tokenizer, model = initial_policy(settings)
     anything = LadderContract(min_easy=0, min_medium=0, min_hard=0)  # the first check (at ``step``) stops it
     stopped = replace(settings, check_from=step, check_every=step, contract=anything)
     report, _ = warm_start_until_ladder(model, tokenizer, stopped, log=log)

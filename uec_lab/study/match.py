@@ -20,8 +20,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from uec_lab.study.plan import METHODS
 from uec_lab.study.report_v2 import finished_runs, metric_rows
+from uec_recipe.main_uec import dry_run_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "uec_recipe" / "config"
 GENERATED = ("uec/regular_samples", "uec/exploration_samples")
@@ -82,8 +85,9 @@ class Matched:
         return "\n".join(lines) + "\n"
 
 
-def measure(folder: Path, method: str) -> tuple[str, dict[int, float], int, dict]:
-    """(task group, seed -> mean generated samples per step, steps counted, the study's composed config)."""
+def measure(folder: Path, method: str):
+    """(task group, seed -> mean generated samples per step, steps counted, the method's configuration in the study,
+    composed and checked as its runs were)."""
     if not (folder / "study.json").is_file():
         raise SystemExit(f"error: {folder} has no study.json: not a study folder or its records")
     if method not in METHODS or not METHODS[method].preset.startswith("uec"):
@@ -92,7 +96,7 @@ def measure(folder: Path, method: str) -> tuple[str, dict[int, float], int, dict
     if not runs:
         raise SystemExit(f"error: {folder} has no finished {method} run to measure")
     study = json.loads((folder / "study.json").read_text())
-    config = compose([f"algo={METHODS[method].preset}", *study["overrides"], *METHODS[method].overrides])
+    config = dry_run_config([f"algo={METHODS[method].preset}", *study["overrides"], *METHODS[method].overrides])
     means, steps = {}, 0
     for seed, run in runs.items():
         rows = [r for r in metric_rows(run) if r.get("step", 0) >= 1]
@@ -105,21 +109,6 @@ def measure(folder: Path, method: str) -> tuple[str, dict[int, float], int, dict
     return task, means, steps, config
 
 
-def compose(overrides: list[str]) -> dict:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-    from omegaconf import OmegaConf
-
-    with initialize_config_module(config_module="uec_recipe.config", version_base=None):
-        return OmegaConf.to_container(hydra_compose(config_name="uec_trainer", overrides=overrides), resolve=True)
-
-
-def _get(config: dict, dotted: str):
-    for part in dotted.split("."):
-        config = config[part]
-    return config
-
-
 def matched(folder: Path, method: str = "uec") -> Matched:
     task, means, steps, config = measure(folder, method)
     return Matched(
@@ -127,10 +116,10 @@ def matched(folder: Path, method: str = "uec") -> Matched:
         method=method,
         runs=means,
         steps=steps,
-        prompts=_get(config, "data.train_batch_size"),
-        samples=_get(config, "actor_rollout_ref.rollout.n"),
-        mini_batch=_get(config, "actor_rollout_ref.actor.ppo_mini_batch_size"),
-        micro={key: _get(config, key) for key in MICRO_KEYS},
+        prompts=OmegaConf.select(config, "data.train_batch_size"),
+        samples=OmegaConf.select(config, "actor_rollout_ref.rollout.n"),
+        mini_batch=OmegaConf.select(config, "actor_rollout_ref.actor.ppo_mini_batch_size"),
+        micro={key: OmegaConf.select(config, key) for key in MICRO_KEYS},
     )
 
 
@@ -138,8 +127,6 @@ def write(result: Matched, text: str, study_overrides: list[str], config_dir: Pa
     """Write task_algo/<task>_grpo_matched.yaml under ``config_dir`` after checking that the study's configuration
     with algo=grpo_matched composes and validates with it (verl's batch checks included); an existing file is
     replaced only once the new one has passed."""
-    from uec_recipe.main_uec import dry_run_config
-
     target = config_dir / "task_algo" / f"{result.task}_grpo_matched.yaml"
     staging = Path(tempfile.mkdtemp(prefix="grpo_matched_"))
     try:

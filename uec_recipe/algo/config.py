@@ -408,12 +408,6 @@ def _micro_batch_problems(n0: int, config) -> list[str]:
             arr.ref.get("log_prob_use_dynamic_bsz", False),
             n0 // dp,
         ),
-        (
-            "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu",
-            arr.actor.get("ppo_micro_batch_size_per_gpu"),
-            arr.actor.get("use_dynamic_bsz", False),
-            int(arr.actor.ppo_mini_batch_size) * int(arr.rollout.n) // dp,
-        ),
     ]
     for key, micro, dynamic, rows_per_rank in checks:
         if micro and not dynamic and rows_per_rank % int(micro) != 0:
@@ -422,23 +416,32 @@ def _micro_batch_problems(n0: int, config) -> list[str]:
                 "which must be a multiple of the micro-batch size; "
                 f"pick a divisor of {rows_per_rank} or enable dynamic batch size"
             )
-    return problems
+    actor = _actor_micro_batch_problem(config)
+    return problems + ([actor] if actor else [])
 
 
-def check_actor_micro_batch(config) -> None:
-    """Every method: a PPO mini-batch must split into whole micro-batches on each data-parallel rank. verl asserts
-    this inside the actor worker, after Ray and the models have started; here it fails before."""
+def _actor_micro_batch_problem(config) -> str | None:
+    """A PPO mini-batch must split into whole micro-batches on each data-parallel rank (verl asserts this inside
+    the actor worker, after Ray and the models have started)."""
     actor = config.actor_rollout_ref.actor
     micro = actor.get("ppo_micro_batch_size_per_gpu")
     if not micro or actor.get("use_dynamic_bsz", False):
-        return
+        return None
     rows = int(actor.ppo_mini_batch_size) * int(config.actor_rollout_ref.rollout.n) // data_parallel_size(config)
-    if rows % int(micro):
-        raise ValueError(
-            f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={micro}: a mini-batch gives each data-parallel "
-            f"rank {rows} rows (actor.ppo_mini_batch_size x rollout.n / ranks), which must be a multiple of the "
-            f"micro-batch size; pick a divisor of {rows}"
-        )
+    if rows % int(micro) == 0:
+        return None
+    return (
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={micro}: a mini-batch gives each data-parallel "
+        f"rank {rows} rows (actor.ppo_mini_batch_size x rollout.n / ranks), which must be a multiple of the "
+        f"micro-batch size; pick a divisor of {rows}"
+    )
+
+
+def check_actor_micro_batch(config) -> None:
+    """Every method, UEC-RL or not: the actor's micro-batch rule, checked before Ray starts."""
+    problem = _actor_micro_batch_problem(config)
+    if problem:
+        raise ValueError(problem)
 
 
 def load_and_validate(config) -> UECConfig:
